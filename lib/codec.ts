@@ -1,0 +1,91 @@
+// Values <-> (tag, bytes). Raw binary travels as is, strings as UTF-8, the
+// rest as v8.serialize output. Tags are shared with src/codec.rs.
+import * as v8 from 'node:v8'
+import { NotCloneableError } from './errors'
+
+type TypedArrayConstructor =
+  | typeof Uint8Array
+  | typeof Uint8ClampedArray
+  | typeof Int8Array
+  | typeof Uint16Array
+  | typeof Int16Array
+  | typeof Uint32Array
+  | typeof Int32Array
+  | typeof Float32Array
+  | typeof Float64Array
+  | typeof BigInt64Array
+  | typeof BigUint64Array
+
+/** Tag 0 is Buffer; tags 1..11 are these, in this order. */
+const TYPED_ARRAYS: readonly TypedArrayConstructor[] = [
+  Uint8Array,
+  Uint8ClampedArray,
+  Int8Array,
+  Uint16Array,
+  Int16Array,
+  Uint32Array,
+  Int32Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+]
+const TYPED_TAG = new Map<string, number>(TYPED_ARRAYS.map((c, i) => [c.name, i + 1]))
+
+export const TAG_BUFFER = 0
+export const TAG_DATAVIEW = 12
+export const TAG_ARRAYBUFFER = 13
+export const TAG_STRING = 14
+export const TAG_V8 = 15
+
+export interface Encoded {
+  tag: number
+  bytes: Uint8Array
+}
+
+/** Strings stay strings (the addon encodes them straight into the slot). */
+export function encode(value: unknown): Encoded | string {
+  if (typeof value === 'string') return value
+  if (ArrayBuffer.isView(value)) {
+    const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
+    if (Buffer.isBuffer(value)) return { tag: TAG_BUFFER, bytes }
+    if (value instanceof DataView) return { tag: TAG_DATAVIEW, bytes }
+    const tag = TYPED_TAG.get((value as Uint8Array)[Symbol.toStringTag])
+    if (tag !== undefined) return { tag, bytes }
+  } else if (value instanceof ArrayBuffer) {
+    return { tag: TAG_ARRAYBUFFER, bytes: new Uint8Array(value) }
+  }
+  try {
+    return { tag: TAG_V8, bytes: v8.serialize(value) }
+  } catch (e) {
+    const culprit = findUncloneable(value, new Set()) ?? (e instanceof Error ? e.message : String(e))
+    throw new NotCloneableError(
+      `cannot send ${culprit}: only structured-cloneable values (no functions, symbols, WeakMaps, Promises, …) can be sent`,
+    )
+  }
+}
+
+/** Names the first value v8.serialize refuses, for the error message. */
+function findUncloneable(value: unknown, seen: Set<object>): string | undefined {
+  if (typeof value === 'function') return `a function (${value.name || 'anonymous'})`
+  if (typeof value === 'symbol') return `a symbol (${value.toString()})`
+  if (typeof value !== 'object' || value === null || seen.has(value)) return undefined
+  seen.add(value)
+  const tag = Object.prototype.toString.call(value).slice(8, -1)
+  if (['WeakMap', 'WeakSet', 'WeakRef', 'Promise', 'SharedArrayBuffer'].includes(tag)) return `a ${tag}`
+  const children: unknown[] =
+    value instanceof Map ? [...value.keys(), ...value.values()] : value instanceof Set ? [...value] : Object.values(value)
+  for (const child of children) {
+    const found = findUncloneable(child, seen)
+    if (found) return found
+  }
+  return undefined
+}
+
+export function decode(tag: number, data: ArrayBuffer): unknown {
+  if (tag === TAG_BUFFER) return Buffer.from(data)
+  if (tag <= TYPED_ARRAYS.length) return new TYPED_ARRAYS[tag - 1](data)
+  if (tag === TAG_DATAVIEW) return new DataView(data)
+  if (tag === TAG_ARRAYBUFFER) return data
+  return v8.deserialize(Buffer.from(data))
+}

@@ -1,0 +1,67 @@
+// Waiting for a queue event without blocking the event loop. The addon waits
+// on its own thread (never the libuv pool) and resolves a promise; every
+// pending put/get of one end shares that single native wait.
+import type { NativeEnd } from './binding'
+import { abortError } from './errors'
+
+export const ITEMS = 0
+export const SPACE = 1
+
+interface Pending {
+  seen: number
+  done: Promise<void>
+}
+
+export class EventWatch {
+  private pending: Pending | undefined
+  private users = 0
+
+  constructor(
+    private readonly end: NativeEnd,
+    private readonly which: typeof ITEMS | typeof SPACE,
+  ) {}
+
+  /** Current event count; read it before looking at the queue. */
+  seen(): number {
+    return this.end.event(this.which)
+  }
+
+  /**
+   * Resolves true once the event count may have moved past `seen`, false when
+   * `timeoutMs` passes first; rejects with AbortError if `signal` fires.
+   */
+  wait(seen: number, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<boolean> {
+    let pending = this.pending
+    if (pending === undefined || pending.seen !== seen) {
+      const entry: Pending = {
+        seen,
+        done: this.end.watch(this.which, seen, -1).then(() => {
+          if (this.pending === entry) this.pending = undefined
+        }),
+      }
+      pending = this.pending = entry
+    }
+    this.users++
+    return new Promise<boolean>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
+      let settled = false
+      const settle = (finish: () => void): void => {
+        if (settled) return
+        settled = true
+        if (timer !== undefined) clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        // Nobody is waiting any more: end the native wait so it does not keep
+        // the process alive.
+        if (--this.users === 0 && this.pending !== undefined) this.end.cancelWatch()
+        finish()
+      }
+      const onAbort = (): void => settle(() => reject(abortError(signal!)))
+      pending.done.then(
+        () => settle(() => resolve(true)),
+        (e: unknown) => settle(() => reject(e)),
+      )
+      if (timeoutMs !== undefined) timer = setTimeout(() => settle(() => resolve(false)), timeoutMs)
+      signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+}

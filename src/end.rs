@@ -1,0 +1,236 @@
+//! One end of a queue as a JS object sees it: its role, whether it takes
+//! part, its payload segments, and the put/get operations.
+
+use crate::codec;
+use crate::error::{Code, ShmqError};
+use crate::layout::{KIND_INLINE, KIND_PAYLOAD};
+use crate::payload::{Cache, Pool};
+use crate::queue::{Member, Message, Queue, Role};
+use std::sync::{Arc, Mutex};
+
+pub enum Put {
+    Done,
+    Full,
+    Closed,
+}
+
+pub enum Got<T> {
+    Message(T),
+    Empty,
+    Closed,
+}
+
+pub struct End {
+    pub queue: Arc<Queue>,
+    pub role: Role,
+    member: Option<Member>,
+    /// One of the two ends `create` returned (not attached by handle).
+    created_here: bool,
+    closed: bool,
+    /// Messages this end has put (wrapping, compared with the queue's count).
+    sent: u32,
+    pool: Pool,
+    cache: Cache,
+}
+
+/// Queues whose creator closed its unused ends before anyone attached: kept
+/// linked so a child's attach cannot lose the race, until `release_lingering`
+/// (at process exit).
+static LINGERING: Mutex<Vec<Arc<Queue>>> = Mutex::new(Vec::new());
+
+pub fn release_lingering() {
+    let queues = std::mem::take(&mut *LINGERING.lock().unwrap_or_else(|p| p.into_inner()));
+    queues.iter().for_each(|q| q.release());
+}
+
+impl End {
+    fn new(queue: Arc<Queue>, role: Role, created_here: bool) -> End {
+        End {
+            queue,
+            role,
+            member: None,
+            created_here,
+            closed: false,
+            sent: 0,
+            pool: Pool::default(),
+            cache: Cache::default(),
+        }
+    }
+
+    /// A new queue and its two ends; neither takes part until it is used.
+    pub fn create_pair(
+        capacity: u32,
+        slot_size: u32,
+        max_message_size: u64,
+    ) -> Result<(End, End), ShmqError> {
+        let q = Arc::new(Queue::create(capacity, slot_size, max_message_size)?);
+        Ok((
+            End::new(q.clone(), Role::Sender, true),
+            End::new(q, Role::Receiver, true),
+        ))
+    }
+
+    /// Opens a queue by handle; the end takes part at once.
+    pub fn attach(handle: &str, role: Role) -> Result<End, ShmqError> {
+        let q = Arc::new(Queue::open(handle)?);
+        q.hold()?;
+        q.note_attach();
+        let mut end = End::new(q, role, false);
+        if let Err(e) = end.take_part() {
+            end.queue.release();
+            end.closed = true;
+            return Err(e);
+        }
+        Ok(end)
+    }
+
+    fn take_part(&mut self) -> Result<Member, ShmqError> {
+        if self.closed {
+            return Err(ShmqError::new(
+                Code::Closed,
+                format!("this {} was closed", self.role_name()),
+            ));
+        }
+        match self.member {
+            Some(m) => Ok(m),
+            None => {
+                let m = self.queue.join(self.role)?;
+                self.member = Some(m);
+                Ok(m)
+            }
+        }
+    }
+
+    fn role_name(&self) -> &'static str {
+        match self.role {
+            Role::Sender => "sender",
+            Role::Receiver => "receiver",
+        }
+    }
+
+    /// Enqueues one message if there is room.
+    pub fn put(&mut self, tag: u32, data: &[u8]) -> Result<Put, ShmqError> {
+        let m = self.take_part()?;
+        let q = self.queue.clone();
+        let len = data.len() as u64;
+        if len > q.max_message_size {
+            return Err(ShmqError::new(
+                Code::TooLarge,
+                format!(
+                    "message of {len} bytes exceeds maxMessageSize ({})",
+                    q.max_message_size
+                ),
+            ));
+        }
+        if q.receivers_gone() {
+            return Ok(Put::Closed);
+        }
+        let staged = if len > u64::from(q.slot_size) {
+            Some(self.pool.stage(q.id, &q.header().next_payload_id, len)?)
+        } else {
+            None
+        };
+        let Some(pos) = q.claim_tail(&m)? else {
+            return Ok(Put::Full);
+        };
+        let (kind, payload_id) = match staged {
+            Some(s) => (KIND_PAYLOAD, self.pool.fill(s, data)),
+            None => {
+                // SAFETY: this end owns the slot (WRITING) and the slot holds
+                // slot_size >= len inline bytes.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(data.as_ptr(), q.slot_data(pos), data.len())
+                };
+                (KIND_INLINE, 0)
+            }
+        };
+        q.publish(
+            &m,
+            pos,
+            &Message {
+                tag,
+                len,
+                kind,
+                payload_id,
+            },
+        );
+        self.sent = self.sent.wrapping_add(1);
+        Ok(Put::Done)
+    }
+
+    /// Dequeues one message and hands its bytes to `read` (which copies them
+    /// out) while the slot is held.
+    pub fn get<T>(&mut self, read: impl FnOnce(u32, &[u8]) -> T) -> Result<Got<T>, ShmqError> {
+        let m = self.take_part()?;
+        let q = self.queue.clone();
+        let closed = q.senders_gone();
+        let Some(c) = q.claim_head(&m)? else {
+            return Ok(if closed { Got::Closed } else { Got::Empty });
+        };
+        let bytes = if !codec::valid(c.tag, c.len) {
+            Err(ShmqError::invalid(format!(
+                "slot has tag {} and length {}",
+                c.tag, c.len
+            )))
+        } else if c.kind == KIND_INLINE && c.len <= u64::from(q.slot_size) {
+            Ok(q.slot_data(c.pos).cast_const())
+        } else if c.kind == KIND_PAYLOAD && c.len <= q.max_message_size {
+            self.cache.bytes(q.id, c.payload_id, c.len)
+        } else {
+            Err(ShmqError::invalid(format!(
+                "slot has kind {} and length {}",
+                c.kind, c.len
+            )))
+        };
+        let out = bytes.map(|p| {
+            // SAFETY: p points at c.len readable bytes (checked above) that
+            // this end owns until the slot is freed below.
+            let slice = unsafe { std::slice::from_raw_parts(p, c.len as usize) };
+            read(c.tag, slice)
+        });
+        if c.kind == KIND_PAYLOAD {
+            self.cache.done(q.id, c.payload_id);
+        }
+        q.free(&m, &c);
+        out.map(Got::Message)
+    }
+
+    /// Messages this end put that no receiver has taken yet.
+    pub fn unacked(&self) -> u32 {
+        match &self.member {
+            Some(m) => self.sent.wrapping_sub(self.queue.consumed_from(m)),
+            None => 0,
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Stops taking part; the last holder of the queue unlinks it. Idempotent.
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        self.pool.close(self.queue.id);
+        match self.member.take() {
+            Some(m) => self.queue.leave(&m),
+            None if self.created_here && !self.queue.ever_attached() => {
+                LINGERING
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(self.queue.clone());
+                return;
+            }
+            None => {}
+        }
+        self.queue.release();
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
