@@ -129,6 +129,11 @@ abstract class QueueEnd {
     return this.handle
   }
 
+  /** The handle, so template strings and argv carry it too. */
+  toString(): string {
+    return this.handle
+  }
+
   /** Stops this end taking part; idempotent. */
   close(): void {
     if (this.end.closed) return

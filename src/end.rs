@@ -34,13 +34,26 @@ pub struct End {
 }
 
 /// Queues whose creator closed its unused ends before anyone attached: kept
-/// linked so a child's attach cannot lose the race, until `release_lingering`
-/// (at process exit).
+/// linked so a child's attach cannot lose the race. Released at process exit,
+/// or (checked whenever a queue is created or an end closes here) once the
+/// queue is finished: attached, every sender gone, and drained.
 static LINGERING: Mutex<Vec<Arc<Queue>>> = Mutex::new(Vec::new());
 
-pub fn release_lingering() {
-    let queues = std::mem::take(&mut *LINGERING.lock().unwrap_or_else(|p| p.into_inner()));
-    queues.iter().for_each(|q| q.release());
+fn lingering() -> std::sync::MutexGuard<'static, Vec<Arc<Queue>>> {
+    LINGERING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Releases every lingering hold (`all`) or those whose queue is finished.
+pub fn release_lingering(all: bool) {
+    let released: Vec<Arc<Queue>> = {
+        let mut list = lingering();
+        let (go, stay) = std::mem::take(&mut *list)
+            .into_iter()
+            .partition(|q| all || (q.ever_attached() && q.senders_gone() && q.size() == 0));
+        *list = stay;
+        go
+    };
+    released.iter().for_each(|q| q.release());
 }
 
 impl End {
@@ -63,6 +76,7 @@ impl End {
         slot_size: u32,
         max_message_size: u64,
     ) -> Result<(End, End), ShmqError> {
+        release_lingering(false);
         let q = Arc::new(Queue::create(capacity, slot_size, max_message_size)?);
         Ok((
             End::new(q.clone(), Role::Sender, true),
@@ -217,15 +231,13 @@ impl End {
         match self.member.take() {
             Some(m) => self.queue.leave(&m),
             None if self.created_here && !self.queue.ever_attached() => {
-                LINGERING
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(self.queue.clone());
+                lingering().push(self.queue.clone());
                 return;
             }
             None => {}
         }
         self.queue.release();
+        release_lingering(false);
     }
 }
 

@@ -94,7 +94,7 @@ pub fn attach_queue(handle: String, role_code: u32) -> Result<NativeEnd> {
 /// Releases queues whose creator closed its unused ends (called at exit).
 #[napi]
 pub fn release_lingering() {
-    end::release_lingering();
+    end::release_lingering(true);
 }
 
 #[napi]
