@@ -1,0 +1,144 @@
+// shmq against the alternatives, side by side in one run.
+//   node benchmark/bench.mjs [--quick] [--runs N] [--sizes 64,1Ki,...] [--only shmq]
+// Each measurement runs in a fresh process pair (runner.mjs + peer.mjs); the
+// table shows medians (min–max) and shmq's ratios; results go to benchmark/results/.
+import { fork } from 'node:child_process'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { transports } from './transports.mjs'
+
+const { values: opts } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    runs: { type: 'string' },
+    sizes: { type: 'string' },
+    only: { type: 'string' },
+  },
+})
+const KiB = 1024
+const MiB = 1024 * KiB
+const GiB = 1024 * MiB
+const parseSize = (s) => Number(s.replace(/Ki$/, '')) * (s.endsWith('Ki') ? KiB : 1) || Number(s.replace(/Mi$/, '')) * MiB
+const allSizes = [64, KiB, 64 * KiB, MiB, 16 * MiB, 256 * MiB, GiB]
+const sizes = opts.sizes ? opts.sizes.split(',').map(parseSize) : opts.quick ? [64, KiB, 64 * KiB, MiB, 16 * MiB] : allSizes
+const runs = Number(opts.runs ?? (opts.quick ? 1 : 3))
+const names = Object.keys(transports).filter((n) => !opts.only || n.includes(opts.only))
+const label = (n) => (n >= GiB ? `${n / GiB} GiB` : n >= MiB ? `${n / MiB} MiB` : n >= KiB ? `${n / KiB} KiB` : `${n} B`)
+
+/** Messages per measurement: enough bytes to be steady, few enough to be quick. */
+function countFor(transport, size) {
+  const budget = opts.quick ? 512 * MiB : 2 * GiB
+  const cap = transport.startsWith('ipc') || opts.quick ? 30_000 : 200_000
+  return Math.max(4, Math.min(cap, Math.floor(budget / size)))
+}
+
+function measure(cfg) {
+  return new Promise((resolve, reject) => {
+    const child = fork(fileURLToPath(new URL('./runner.mjs', import.meta.url)), [JSON.stringify(cfg)], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    let result
+    child.on('message', (m) => (result = m))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 300_000)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      if (code === 0 && result) resolve(result)
+      else reject(new Error(`${cfg.transport} ${cfg.mode} ${label(cfg.size)}: runner exited with ${code}`))
+    })
+  })
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+const progress = (s) => (process.stderr.isTTY ? process.stderr.write(`\r\x1b[K${s}`) : s && console.error(s))
+
+/** Single-core memcpy into warm memory, the ceiling for any copying transport. */
+function memcpyGBps(size) {
+  const src = Buffer.alloc(size, 1)
+  const dst = Buffer.alloc(size)
+  src.copy(dst)
+  const reps = Math.max(3, Math.min(10_000, Math.floor(GiB / size)))
+  const t0 = process.hrtime.bigint()
+  for (let i = 0; i < reps; i++) src.copy(dst)
+  return (size * reps) / Number(process.hrtime.bigint() - t0)
+}
+
+const results = { machine: `${cpus().length} × ${cpus()[0].model}, ${Math.round(totalmem() / GiB)} GiB`, node: process.version, oneway: {}, rtt: {}, memcpy: {} }
+const skip = (name, size) => name === 'ipc json' && size > 256 * MiB // a V8 string cannot hold base64 of 1 GiB
+
+for (const size of sizes) {
+  results.memcpy[size] = memcpyGBps(size)
+  for (const transport of names) {
+    if (skip(transport, size)) continue
+    const samples = []
+    for (let r = 0; r < runs; r++) {
+      progress(`one-way ${label(size)} ${transport} run ${r + 1}/${runs}`)
+      const cfg = { transport, mode: 'oneway', size, count: countFor(transport, size) }
+      const m = await measure(cfg)
+      samples.push({ perSecond: m.messages / m.seconds, rss: m.rss, peerRss: m.peerRss })
+    }
+    const rates = samples.map((s) => s.perSecond)
+    results.oneway[`${transport}|${size}`] = {
+      perSecond: median(rates),
+      min: Math.min(...rates),
+      max: Math.max(...rates),
+      rss: Math.max(...samples.map((s) => s.rss)),
+      peerRss: Math.max(...samples.map((s) => s.peerRss)),
+    }
+  }
+}
+for (const size of [64, 4 * KiB]) {
+  for (const transport of names) {
+    const samples = []
+    for (let r = 0; r < runs; r++) {
+      progress(`round trip ${label(size)} ${transport} run ${r + 1}/${runs}`)
+      samples.push(await measure({ transport, mode: 'rtt', size, count: opts.quick ? 5_000 : 20_000, warmup: 1_000 }))
+    }
+    results.rtt[`${transport}|${size}`] = {
+      p50: median(samples.map((s) => s.p50)),
+      p99: median(samples.map((s) => s.p99)),
+      max: Math.max(...samples.map((s) => s.max)),
+    }
+  }
+}
+progress('')
+
+// ---- report ----
+const fmtRate = (perSecond, size) =>
+  size >= 64 * KiB ? `${((perSecond * size) / 1e9).toFixed(2)} GB/s` : `${(perSecond / 1e3).toFixed(0)} k msg/s`
+const lines = []
+lines.push(`# shmq benchmark`, '', `Machine: ${results.machine}; Node ${results.node}; ${runs} run(s) per cell, median (min–max); one-way, fresh process pair per run.`, '')
+lines.push(`## One-way throughput`, '')
+lines.push(`| transport | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
+for (const t of names) {
+  const cells = sizes.map((size) => {
+    const r = results.oneway[`${t}|${size}`]
+    return r ? `${fmtRate(r.perSecond, size)} (${fmtRate(r.min, size).split(' ')[0]}–${fmtRate(r.max, size).split(' ')[0]})` : 'n/a'
+  })
+  lines.push(`| ${t} | ${cells.join(' | ')} |`)
+}
+lines.push(`| memcpy, one core, warm | ${sizes.map((s) => `${results.memcpy[s].toFixed(1)} GB/s`).join(' | ')} |`, '')
+const ratio = (a, b) => (a && b ? `${(a.perSecond / b.perSecond).toFixed(1)}×` : 'n/a')
+lines.push(`### Ratios (median / median)`, '', `| shmq async vs | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
+for (const other of names.filter((n) => !n.startsWith('shmq'))) {
+  lines.push(`| ${other} | ${sizes.map((s) => ratio(results.oneway[`shmq async|${s}`], results.oneway[`${other}|${s}`])).join(' | ')} |`)
+}
+lines.push('', `## Round trip (µs)`, '', `| transport | 64 B p50 | p99 | max | 4 KiB p50 | p99 | max |`, `|---|---|---|---|---|---|---|`)
+for (const t of names) {
+  const a = results.rtt[`${t}|64`]
+  const b = results.rtt[`${t}|${4 * KiB}`]
+  const f = (r) => (r ? [r.p50, r.p99, r.max].map((x) => x.toFixed(1)).join(' | ') : 'n/a | n/a | n/a')
+  lines.push(`| ${t} | ${f(a)} | ${f(b)} |`)
+}
+lines.push('', `## Peak RSS (MiB, consumer / producer)`, '', `| transport | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
+for (const t of names) {
+  lines.push(`| ${t} | ${sizes.map((s) => { const r = results.oneway[`${t}|${s}`]; return r ? `${Math.round(r.rss / MiB)} / ${Math.round(r.peerRss / MiB)}` : 'n/a' }).join(' | ')} |`)
+}
+const markdown = lines.join('\n') + '\n'
+const out = fileURLToPath(new URL('./results/', import.meta.url))
+mkdirSync(out, { recursive: true })
+writeFileSync(`${out}results.md`, markdown)
+writeFileSync(`${out}results.json`, JSON.stringify(results, null, 2))
+console.log(markdown)
+console.log(`written to benchmark/results/results.md and results.json`)

@@ -1,0 +1,13 @@
+// The producer / echo side of one measurement (forked by runner.mjs).
+import { transports } from './transports.mjs'
+
+const cfg = JSON.parse(process.argv[2])
+cfg.peerArgs = process.argv.slice(3)
+const t = transports[cfg.transport]
+if (cfg.mode === 'oneway') {
+  const message = Buffer.alloc(cfg.size, 0x5a)
+  await t.send(cfg, message)
+} else {
+  await t.echo(cfg)
+}
+if (process.connected) process.send({ peerRss: process.resourceUsage().maxRSS * 1024 })

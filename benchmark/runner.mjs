@@ -1,0 +1,47 @@
+// One measurement in a fresh process pair: this process consumes (or pings),
+// its forked peer produces (or echoes). Reports timings and peak RSS.
+import { fork } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { transports } from './transports.mjs'
+
+const cfg = JSON.parse(process.argv[2])
+const t = transports[cfg.transport]
+let peerRss = 0
+const forkPeer = (args) => {
+  const peer = fork(fileURLToPath(new URL('./peer.mjs', import.meta.url)), [JSON.stringify(cfg), ...args], {
+    serialization: t.serialization ?? 'json',
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  })
+  peer.on('message', (m) => {
+    if (m && typeof m === 'object' && 'peerRss' in m) peerRss = m.peerRss
+  })
+  return peer
+}
+
+let result
+if (cfg.mode === 'oneway') {
+  // Touch one byte per 4 KiB page of every message, as a consumer would.
+  let first = 0n
+  let last = 0n
+  let n = 0
+  let sink = 0
+  const onMessage = (m) => {
+    const now = process.hrtime.bigint()
+    if (n++ === 0) first = now
+    for (let i = 0; i < m.length; i += 4096) sink ^= m[i]
+    if (m.length !== cfg.size) throw new Error(`got ${m.length} bytes, expected ${cfg.size}`)
+    last = process.hrtime.bigint()
+  }
+  await t.receive(cfg, forkPeer, onMessage)
+  // From the first arrival to the last: n - 1 messages in steady state.
+  const seconds = Number(last - first) / 1e9
+  result = { seconds, messages: n - 1, sink }
+} else {
+  const message = Buffer.alloc(cfg.size, 0x5a)
+  const times = Array.from(await t.ping(cfg, forkPeer, message)).sort((a, b) => a - b)
+  const at = (q) => times[Math.min(times.length - 1, Math.floor(q * times.length))] / 1000
+  result = { p50: at(0.5), p99: at(0.99), max: times[times.length - 1] / 1000 }
+}
+// Give the peer's last message a moment to arrive.
+await new Promise((r) => setTimeout(r, 20))
+process.send({ ...result, rss: process.resourceUsage().maxRSS * 1024, peerRss })

@@ -1,0 +1,266 @@
+// The transports the benchmark compares. Each has a consumer side (runs in the
+// measuring process, forks its peer) and a producer side (runs in the peer).
+//   receive(cfg, forkPeer, onMessage): resolves when cfg.count messages arrived
+//   send(cfg, message): in the peer, sends cfg.count copies of message
+//   ping(cfg, forkPeer, message): resolves with cfg.count round-trip times (ns)
+//   echo(cfg): in the peer, sends back everything it gets
+import net from 'node:net'
+import { once } from 'node:events'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createSharedMemoryPair, SharedMemoryReceiver, SharedMemorySender } from 'shmq'
+
+const CAPACITY = 64
+
+const shmq = (sync) => ({
+  async receive(cfg, forkPeer, onMessage) {
+    const [tx, rx] = createSharedMemoryPair({ capacity: CAPACITY })
+    const peer = forkPeer([tx.handle])
+    tx.close()
+    for (let i = 0; i < cfg.count; i++) onMessage(sync ? rx.getSync() : await rx.get())
+    rx.close()
+    await once(peer, 'exit')
+  },
+  async send(cfg, message) {
+    const tx = SharedMemorySender.attach(cfg.peerArgs[0])
+    for (let i = 0; i < cfg.count; i++) {
+      if (sync) tx.putSync(message)
+      else await tx.put(message)
+    }
+    await tx.waitForAllAck()
+    tx.close()
+  },
+  async ping(cfg, forkPeer, message) {
+    const [tx, peerRx] = createSharedMemoryPair({ capacity: 4 })
+    const [peerTx, rx] = createSharedMemoryPair({ capacity: 4 })
+    const peer = forkPeer([peerRx.handle, peerTx.handle])
+    const times = new Float64Array(cfg.count)
+    for (let i = -cfg.warmup; i < cfg.count; i++) {
+      const t0 = process.hrtime.bigint()
+      if (sync) {
+        tx.putSync(message)
+        rx.getSync()
+      } else {
+        await tx.put(message)
+        await rx.get()
+      }
+      if (i >= 0) times[i] = Number(process.hrtime.bigint() - t0)
+    }
+    tx.close()
+    await once(peer, 'exit')
+    rx.close()
+    return times
+  },
+  async echo(cfg) {
+    const rx = SharedMemoryReceiver.attach(cfg.peerArgs[0])
+    const tx = SharedMemorySender.attach(cfg.peerArgs[1])
+    if (sync) {
+      for (;;) {
+        let m
+        try {
+          m = rx.getSync()
+        } catch {
+          break
+        }
+        tx.putSync(m)
+      }
+    } else {
+      for await (const m of rx) await tx.put(m)
+    }
+    tx.close()
+    rx.close()
+  },
+})
+
+/** Node's IPC channel; `json` sends base64 text (JSON cannot carry bytes). */
+const ipc = (serialization) => {
+  const encode = serialization === 'json' ? (m) => m.toString('base64') : (m) => m
+  const decode = serialization === 'json' ? (m) => Buffer.from(m, 'base64') : (m) => m
+  return {
+    serialization,
+    async receive(cfg, forkPeer, onMessage) {
+      const peer = forkPeer([])
+      let n = 0
+      await new Promise((resolve) =>
+        peer.on('message', (m) => {
+          onMessage(decode(m))
+          if (++n === cfg.count) resolve()
+        }),
+      )
+      peer.send('done')
+      await once(peer, 'exit')
+    },
+    async send(cfg, message) {
+      const payload = encode(message)
+      // Keep a bounded number of sends in flight (Node buffers the rest in memory).
+      let inFlight = 0
+      let wake
+      for (let i = 0; i < cfg.count; i++) {
+        while (inFlight >= 16) await new Promise((r) => (wake = r))
+        inFlight++
+        process.send(payload, () => {
+          inFlight--
+          wake?.()
+        })
+      }
+      await once(process, 'message')
+      process.disconnect()
+    },
+    async ping(cfg, forkPeer, message) {
+      const peer = forkPeer([])
+      const payload = encode(message)
+      const times = new Float64Array(cfg.count)
+      for (let i = -cfg.warmup; i < cfg.count; i++) {
+        const t0 = process.hrtime.bigint()
+        peer.send(payload)
+        decode((await once(peer, 'message'))[0])
+        if (i >= 0) times[i] = Number(process.hrtime.bigint() - t0)
+      }
+      peer.disconnect()
+      await once(peer, 'exit')
+      return times
+    },
+    async echo() {
+      process.on('message', (m) => process.send(decode(m) && m))
+      await once(process, 'disconnect')
+    },
+  }
+}
+
+/** Length-prefixed frames over a Unix socket, written as well as we can:
+ * small frames coalesced into 64 KiB writes, large payloads written without a copy. */
+const unixSocket = {
+  async receive(cfg, forkPeer, onMessage) {
+    const path = join(tmpdir(), `shmq-bench-${process.pid}.sock`)
+    const server = net.createServer()
+    server.listen(path)
+    await once(server, 'listening')
+    const peer = forkPeer([path])
+    const [socket] = await once(server, 'connection')
+    let n = 0
+    await new Promise((resolve) =>
+      readFrames(socket, (m) => {
+        onMessage(m)
+        if (++n === cfg.count) resolve()
+      }),
+    )
+    socket.end()
+    server.close()
+    await once(peer, 'exit')
+  },
+  async send(cfg, message) {
+    const socket = net.connect(cfg.peerArgs[0])
+    await once(socket, 'connect')
+    const header = Buffer.alloc(4)
+    header.writeUInt32LE(message.length)
+    if (message.length + 4 <= 16 * 1024) {
+      const frame = Buffer.concat([header, message])
+      const perBatch = Math.max(1, Math.floor((64 * 1024) / frame.length))
+      const batch = Buffer.concat(Array(perBatch).fill(frame))
+      for (let sent = 0; sent < cfg.count; sent += perBatch) {
+        const k = Math.min(perBatch, cfg.count - sent)
+        if (!socket.write(k === perBatch ? batch : batch.subarray(0, k * frame.length))) await once(socket, 'drain')
+      }
+    } else {
+      for (let i = 0; i < cfg.count; i++) {
+        socket.cork()
+        socket.write(header)
+        const ok = socket.write(message)
+        socket.uncork()
+        if (!ok) await once(socket, 'drain')
+      }
+    }
+    await once(socket, 'end')
+    socket.destroy()
+  },
+  async ping(cfg, forkPeer, message) {
+    const path = join(tmpdir(), `shmq-bench-${process.pid}.sock`)
+    const server = net.createServer().listen(path)
+    await once(server, 'listening')
+    const peer = forkPeer([path])
+    const [socket] = await once(server, 'connection')
+    socket.setNoDelay(true)
+    const frame = Buffer.concat([Buffer.alloc(4), message])
+    frame.writeUInt32LE(message.length)
+    let reply
+    readFrames(socket, () => reply())
+    const times = new Float64Array(cfg.count)
+    for (let i = -cfg.warmup; i < cfg.count; i++) {
+      const t0 = process.hrtime.bigint()
+      const got = new Promise((r) => (reply = r))
+      socket.write(frame)
+      await got
+      if (i >= 0) times[i] = Number(process.hrtime.bigint() - t0)
+    }
+    socket.end()
+    server.close()
+    await once(peer, 'exit')
+    return times
+  },
+  async echo(cfg) {
+    const socket = net.connect(cfg.peerArgs[0])
+    socket.setNoDelay(true)
+    readFrames(socket, (m) => {
+      const header = Buffer.alloc(4)
+      header.writeUInt32LE(m.length)
+      socket.write(Buffer.concat([header, m]))
+    })
+    await once(socket, 'end')
+    socket.end()
+  },
+}
+
+/** Calls onFrame with each length-prefixed frame's payload as its own Buffer. */
+function readFrames(socket, onFrame) {
+  let pending = []
+  let pendingBytes = 0
+  let need = -1
+  socket.on('data', (chunk) => {
+    let off = 0
+    while (off < chunk.length) {
+      if (need < 0) {
+        // Header (rarely split across chunks; handle it anyway).
+        if (pendingBytes + chunk.length - off < 4) {
+          pending.push(chunk.subarray(off))
+          pendingBytes += chunk.length - off
+          return
+        }
+        if (pendingBytes > 0) {
+          const joined = Buffer.concat([...pending, chunk.subarray(off)])
+          pending = []
+          pendingBytes = 0
+          chunk = joined
+          off = 0
+        }
+        need = chunk.readUInt32LE(off)
+        off += 4
+      }
+      const available = chunk.length - off
+      if (pendingBytes === 0 && available >= need) {
+        onFrame(chunk.subarray(off, off + need))
+        off += need
+        need = -1
+      } else if (pendingBytes + available >= need) {
+        const take = need - pendingBytes
+        pending.push(chunk.subarray(off, off + take))
+        onFrame(Buffer.concat(pending, need))
+        off += take
+        pending = []
+        pendingBytes = 0
+        need = -1
+      } else {
+        pending.push(chunk.subarray(off))
+        pendingBytes += available
+        return
+      }
+    }
+  })
+}
+
+export const transports = {
+  'shmq async': shmq(false),
+  'shmq sync': shmq(true),
+  'ipc advanced': ipc('advanced'),
+  'ipc json': ipc('json'),
+  'unix socket': unixSocket,
+}
