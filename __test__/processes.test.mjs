@@ -1,6 +1,7 @@
 // The other ways Node runs code in parallel: cluster workers, worker threads, streams across fork.
 import test from 'ava'
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
 import { pipeline } from 'node:stream/promises'
 import { Readable } from 'node:stream'
 import { Worker } from 'node:worker_threads'
@@ -21,6 +22,7 @@ test('worker_threads: a worker attaches by handle from workerData', async (t) =>
   const [tx, workerRx] = createSharedMemoryPair({ capacity: 4 })
   const [workerTx, rx] = createSharedMemoryPair({ capacity: 4 })
   const worker = new Worker(fixture('thread-echo.mjs'), { workerData: { rx: workerRx.handle, tx: `${workerTx}` } })
+  const exited = once(worker, 'exit')
   workerRx.close()
   workerTx.close()
   const big = randomBytes(3 * 1024 * 1024)
@@ -30,7 +32,7 @@ test('worker_threads: a worker attaches by handle from workerData', async (t) =>
   t.deepEqual(await rx.get(), { hello: 'thread' })
   tx.close()
   await t.throwsAsync(rx.get(), { code: 'ERR_SHMQ_CLOSED' })
-  t.is(await new Promise((r) => worker.on('exit', r)), 0)
+  t.deepEqual(await exited, [0])
   rx.close()
 })
 

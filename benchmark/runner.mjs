@@ -1,6 +1,7 @@
 // One measurement in a fresh process pair: this process consumes (or pings),
 // its forked peer produces (or echoes). Reports timings and peak RSS.
 import { fork } from 'node:child_process'
+import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { transports } from './transports.mjs'
 
@@ -12,6 +13,8 @@ const forkPeer = (args) => {
     serialization: t.serialization ?? 'json',
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   })
+  // Listen for the exit now: the peer may finish before the consumer looks.
+  peer.exited = once(peer, 'exit')
   peer.on('message', (m) => {
     if (m && typeof m === 'object' && 'peerRss' in m) peerRss = m.peerRss
   })

@@ -19,7 +19,7 @@ const shmq = (sync) => ({
     tx.close()
     for (let i = 0; i < cfg.count; i++) onMessage(sync ? rx.getSync() : await rx.get())
     rx.close()
-    await once(peer, 'exit')
+    await peer.exited
   },
   async send(cfg, message) {
     const tx = SharedMemorySender.attach(cfg.peerArgs[0])
@@ -47,7 +47,7 @@ const shmq = (sync) => ({
       if (i >= 0) times[i] = Number(process.hrtime.bigint() - t0)
     }
     tx.close()
-    await once(peer, 'exit')
+    await peer.exited
     rx.close()
     return times
   },
@@ -88,7 +88,7 @@ const ipc = (serialization) => {
         }),
       )
       peer.send('done')
-      await once(peer, 'exit')
+      await peer.exited
     },
     async send(cfg, message) {
       const payload = encode(message)
@@ -117,7 +117,7 @@ const ipc = (serialization) => {
         if (i >= 0) times[i] = Number(process.hrtime.bigint() - t0)
       }
       peer.disconnect()
-      await once(peer, 'exit')
+      await peer.exited
       return times
     },
     async echo() {
@@ -146,7 +146,7 @@ const unixSocket = {
     )
     socket.end()
     server.close()
-    await once(peer, 'exit')
+    await peer.exited
   },
   async send(cfg, message) {
     const socket = net.connect(cfg.peerArgs[0])
@@ -194,7 +194,7 @@ const unixSocket = {
     }
     socket.end()
     server.close()
-    await once(peer, 'exit')
+    await peer.exited
     return times
   },
   async echo(cfg) {

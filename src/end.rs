@@ -7,6 +7,7 @@ use crate::layout::{KIND_INLINE, KIND_PAYLOAD};
 use crate::payload::{Cache, Pool};
 use crate::queue::{Member, Message, Queue, Role};
 use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
 pub enum Put {
     Done,
@@ -36,24 +37,29 @@ pub struct End {
 /// Queues whose creator closed its unused ends before anyone attached: kept
 /// linked so a child's attach cannot lose the race. Released at process exit,
 /// or (checked whenever a queue is created or an end closes here) once the
-/// queue is finished: attached, every sender gone, and drained.
-static LINGERING: Mutex<Vec<Arc<Queue>>> = Mutex::new(Vec::new());
+/// queue is finished: attached, every sender gone, and drained. Each entry
+/// notes the JS thread (main or worker) whose exit releases it.
+static LINGERING: Mutex<Vec<(ThreadId, Arc<Queue>)>> = Mutex::new(Vec::new());
 
-fn lingering() -> std::sync::MutexGuard<'static, Vec<Arc<Queue>>> {
+fn lingering() -> std::sync::MutexGuard<'static, Vec<(ThreadId, Arc<Queue>)>> {
     LINGERING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Releases every lingering hold (`all`) or those whose queue is finished.
+/// Releases this thread's lingering holds (`all`, at its exit), or any
+/// thread's whose queue is finished.
 pub fn release_lingering(all: bool) {
-    let released: Vec<Arc<Queue>> = {
+    let me = std::thread::current().id();
+    let released: Vec<(ThreadId, Arc<Queue>)> = {
         let mut list = lingering();
         let (go, stay) = std::mem::take(&mut *list)
             .into_iter()
-            .partition(|q| all || (q.ever_attached() && q.senders_gone() && q.size() == 0));
+            .partition(|(thread, q)| {
+                (all && *thread == me) || (q.ever_attached() && q.senders_gone() && q.size() == 0)
+            });
         *list = stay;
         go
     };
-    released.iter().for_each(|q| q.release());
+    released.iter().for_each(|(_, q)| q.release());
 }
 
 impl End {
@@ -231,7 +237,7 @@ impl End {
         match self.member.take() {
             Some(m) => self.queue.leave(&m),
             None if self.created_here && !self.queue.ever_attached() => {
-                lingering().push(self.queue.clone());
+                lingering().push((std::thread::current().id(), self.queue.clone()));
                 return;
             }
             None => {}
