@@ -3,11 +3,28 @@
 
 use crate::codec;
 use crate::error::{Code, ShmqError};
-use crate::layout::{KIND_INLINE, KIND_PAYLOAD};
+use crate::layout::{KIND_INLINE, KIND_PAYLOAD, KIND_VOID};
 use crate::payload::{Cache, Pool};
 use crate::queue::{Member, Message, Queue, Role};
+use crate::segment::Segment;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
+
+/// Test hook: with `SHMQ_TEST_STALL=put` (or `get`) in its environment, a
+/// process stops for good while it holds a slot, so the crash tests can
+/// SIGKILL it exactly there. Read once; costs one load per put/get.
+fn stall_if_testing(point: &str) {
+    static STALL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if STALL
+        .get_or_init(|| std::env::var("SHMQ_TEST_STALL").ok())
+        .as_deref()
+        == Some(point)
+    {
+        loop {
+            std::thread::park();
+        }
+    }
+}
 
 pub enum Put {
     Done,
@@ -83,6 +100,11 @@ impl End {
         max_message_size: u64,
     ) -> Result<(End, End), ShmqError> {
         release_lingering(false);
+        // Once per process: remove what crashed processes left behind.
+        static COLLECT_ONCE: std::sync::Once = std::sync::Once::new();
+        COLLECT_ONCE.call_once(|| {
+            crate::gc::collect(true, false);
+        });
         let q = Arc::new(Queue::create(capacity, slot_size, max_message_size)?);
         Ok((
             End::new(q.clone(), Role::Sender, true),
@@ -93,14 +115,16 @@ impl End {
     /// Opens a queue by handle; the end takes part at once.
     pub fn attach(handle: &str, role: Role) -> Result<End, ShmqError> {
         let q = Arc::new(Queue::open(handle)?);
-        q.hold()?;
-        q.note_attach();
-        let mut end = End::new(q, role, false);
-        if let Err(e) = end.take_part() {
-            end.queue.release();
-            end.closed = true;
+        // Join before holding, so a garbage collector never sees a holder
+        // without a live row.
+        let m = q.join(role)?;
+        if let Err(e) = q.hold() {
+            q.leave(&m);
             return Err(e);
         }
+        q.note_attach();
+        let mut end = End::new(q, role, false);
+        end.member = Some(m);
         Ok(end)
     }
 
@@ -142,17 +166,20 @@ impl End {
                 ),
             ));
         }
-        if q.receivers_gone() {
-            return Ok(Put::Closed);
-        }
         let staged = if len > u64::from(q.slot_size) {
             Some(self.pool.stage(q.id, &q.header().next_payload_id, len)?)
         } else {
             None
         };
         let Some(pos) = q.claim_tail(&m)? else {
-            return Ok(Put::Full);
+            // Waiting only makes sense while some receiver may still come.
+            return Ok(if q.receivers_gone() {
+                Put::Closed
+            } else {
+                Put::Full
+            });
         };
+        stall_if_testing("put");
         let (kind, payload_id) = match staged {
             Some(s) => (KIND_PAYLOAD, self.pool.fill(s, data)),
             None => {
@@ -183,10 +210,22 @@ impl End {
     pub fn get<T>(&mut self, read: impl FnOnce(u32, &[u8]) -> T) -> Result<Got<T>, ShmqError> {
         let m = self.take_part()?;
         let q = self.queue.clone();
-        let closed = q.senders_gone();
-        let Some(c) = q.claim_head(&m)? else {
-            return Ok(if closed { Got::Closed } else { Got::Empty });
+        let c = loop {
+            match q.claim_head(&m)? {
+                // Left by a producer that died while writing: skip it.
+                Some(c) if c.kind == KIND_VOID => q.free(&m, &c),
+                Some(c) => break c,
+                // Empty. Closed only if every sender had gone *before* a
+                // second look also found nothing (a sender may publish, then close).
+                None if q.senders_gone() => match q.claim_head(&m)? {
+                    Some(c) if c.kind == KIND_VOID => q.free(&m, &c),
+                    Some(c) => break c,
+                    None => return Ok(Got::Closed),
+                },
+                None => return Ok(Got::Empty),
+            }
         };
+        stall_if_testing("get");
         let bytes = if !codec::valid(c.tag, c.len) {
             Err(ShmqError::invalid(format!(
                 "slot has tag {} and length {}",
@@ -243,6 +282,12 @@ impl End {
             None => {}
         }
         self.queue.release();
+        // A queue whose creator crashed keeps that creator's holds for ever;
+        // once no live process uses it, the last end out removes it.
+        if !self.queue.in_use() {
+            Segment::unlink(&self.queue.name);
+            crate::queue::unlink_payloads(self.queue.id);
+        }
         release_lingering(false);
     }
 }

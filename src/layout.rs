@@ -36,6 +36,16 @@
 //! position into its `EndEntry::working`, so a slot stuck in WRITING or
 //! READING can be traced to its end's process.
 //!
+//! # Crashes
+//! Who takes part is read off the end table (entries in state SENDER or
+//! RECEIVER). Any end may reap an entry whose process (pid + start time) is
+//! gone: it first recovers the slot that entry was working on, then frees the
+//! entry (pid 0, state FREE) and drops one `holders`. A slot stuck in
+//! WRITING at `p` with no live sender advertising `p` becomes a [`KIND_VOID`]
+//! message (claimed READING, kind written, published FULL) that consumers
+//! skip; one stuck in READING with no live receiver advertising `p` is freed
+//! for the next lap (its payload segment, if any, is given back).
+//!
 //! # Wake-ups
 //! `items` and `space` are event counters (u32, wrapping) used as futex words
 //! (shared, not private): producers bump `items` after publishing, consumers
@@ -74,8 +84,11 @@ pub const SLOT_READING: u64 = 3;
 pub const KIND_INLINE: u32 = 0;
 /// `Slot::kind`: the message bytes are in payload segment `payload_id`.
 pub const KIND_PAYLOAD: u32 = 1;
+/// `Slot::kind`: no message (its producer died while writing); consumers skip it.
+pub const KIND_VOID: u32 = 2;
 
-/// `EndEntry::state` values.
+/// `EndEntry::state` values. An end is CLAIMING only while it joins; its pid
+/// is written before it becomes SENDER / RECEIVER, and is 0 when FREE.
 pub const END_FREE: u32 = 0;
 pub const END_CLAIMING: u32 = 1;
 pub const END_SENDER: u32 = 2;
@@ -137,14 +150,16 @@ pub struct Header {
     pub senders_joined: AtomicU32,
     /// 76: 1 once any receiver has taken part.
     pub receivers_joined: AtomicU32,
-    /// 80: senders taking part now.
-    pub senders: AtomicU32,
-    /// 84: receivers taking part now.
-    pub receivers: AtomicU32,
+    /// 80: entries of the end table ever used (scans stop there).
+    pub ends_used: AtomicU32,
+    /// 84: reserved, 0.
+    pub _reserved2: u32,
     /// 88: next payload segment number.
     pub next_payload_id: AtomicU32,
     /// 92: reserved, 0.
     pub _reserved1: u32,
+    /// 96: start time of the creating process (see `EndEntry::start_time`).
+    pub creator_start_time: u64,
 
     /// 128: next position to consume (atomic u64).
     pub head: CachePadded<AtomicU64>,
@@ -233,6 +248,7 @@ mod tests {
         assert_eq!(HEADER_SIZE, 640);
         assert_eq!(offset_of!(Header, holders), 64);
         assert_eq!(offset_of!(Header, next_payload_id), 88);
+        assert_eq!(offset_of!(Header, creator_start_time), 96);
         assert_eq!(offset_of!(Header, head), 128);
         assert_eq!(offset_of!(Header, tail), 256);
         assert_eq!(offset_of!(Header, items), 384);

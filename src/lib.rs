@@ -3,7 +3,8 @@
 //! Modules, one concern each: `layout` (the shared-memory format), `segment`
 //! (named mappings), `sync` (futex wake-ups), `queue` (the ring and the end
 //! table), `payload` (segments for large messages), `codec` (tags),
-//! `end` (one queue end), `waiter` (async waits), `process` (liveness).
+//! `end` (one queue end), `waiter` (async waits), `process` (liveness),
+//! `gc` (listing and removing queues in /dev/shm).
 //! This file only binds them to JavaScript.
 
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -11,6 +12,7 @@
 mod codec;
 mod end;
 mod error;
+mod gc;
 mod layout;
 mod payload;
 mod process;
@@ -25,7 +27,6 @@ use napi::bindgen_prelude::*;
 use napi::JsString;
 use napi_derive::napi;
 use queue::Role;
-use std::time::Duration;
 use waiter::{Resolver, Waiter, Which};
 
 /// `put` results (numbers, so the hot path allocates nothing).
@@ -95,6 +96,52 @@ pub fn attach_queue(handle: String, role_code: u32) -> Result<NativeEnd> {
 #[napi]
 pub fn release_lingering() {
     end::release_lingering(true);
+}
+
+/// A queue found in /dev/shm.
+#[napi(object)]
+pub struct QueueInfo {
+    pub name: String,
+    /// "live", "dead" (every process that used it is gone) or "invalid".
+    pub status: String,
+    pub capacity: u32,
+    /// Messages waiting.
+    pub depth: f64,
+    pub senders: u32,
+    pub receivers: u32,
+    pub pids: Vec<u32>,
+    /// Bytes of shared memory: the queue segment and its payload segments.
+    pub bytes: f64,
+}
+
+/// Every shmq queue in /dev/shm.
+#[napi]
+pub fn list_queues() -> Vec<QueueInfo> {
+    gc::scan()
+        .into_iter()
+        .map(|f| QueueInfo {
+            status: match f.status {
+                gc::Status::Live => "live",
+                gc::Status::Dead => "dead",
+                gc::Status::Invalid => "invalid",
+            }
+            .into(),
+            name: f.name,
+            capacity: f.capacity,
+            depth: f.depth as f64,
+            senders: f.senders as u32,
+            receivers: f.receivers as u32,
+            pids: f.pids,
+            bytes: f.bytes as f64,
+        })
+        .collect()
+}
+
+/// Names of the queues no live process uses; removed if `remove`. Invalid
+/// segments are included only with `invalidToo`.
+#[napi]
+pub fn collect_garbage(remove: bool, invalid_too: bool) -> Vec<String> {
+    gc::collect(remove, invalid_too)
 }
 
 #[napi]
@@ -192,11 +239,9 @@ impl NativeEnd {
     /// passes (negative = no timeout); may return early. The caller re-checks.
     #[napi]
     pub fn wait_sync(&self, which_code: u32, seen: u32, timeout_ms: f64) {
-        let ev = waiter::event(&self.end.queue, which(which_code));
-        if let Some(slice) =
-            sync::next_slice(sync::deadline(timeout_ms), Duration::from_millis(100))
-        {
-            sync::wait(ev, seen, slice);
+        let q = &self.end.queue;
+        if let Some(slice) = sync::next_slice(sync::deadline(timeout_ms), waiter::SLICE) {
+            q.wait_slice(waiter::event(q, which(which_code)), seen, slice);
         }
     }
 

@@ -162,20 +162,36 @@ impl Cache {
         }
     }
 
-    /// The message in segment `id` has been read: give it back to its sender,
-    /// or remove it if the sender has gone.
+    /// The message in segment `id` has been read: give it back.
     pub fn done(&mut self, queue_id: u64, id: u32) {
-        let Some(seg) = self.mapped.get(&id) else {
-            return;
-        };
-        let s = state(seg);
-        if s.compare_exchange(PAYLOAD_IN_USE, PAYLOAD_FREE, AcqRel, Acquire)
-            .is_err()
-            && s.compare_exchange(PAYLOAD_ORPHANED, PAYLOAD_RETIRED, AcqRel, Acquire)
-                .is_ok()
-        {
-            Segment::unlink(&segment::payload_name(queue_id, id));
-            self.mapped.remove(&id);
+        if let Some(seg) = self.mapped.get(&id) {
+            if hand_back(seg, queue_id, id) {
+                self.mapped.remove(&id);
+            }
+        }
+    }
+}
+
+/// Gives a read segment back to its sender, or removes it if the sender has
+/// gone (ORPHANED). Returns true if it was removed.
+fn hand_back(seg: &Segment, queue_id: u64, id: u32) -> bool {
+    let s = state(seg);
+    let orphaned = s
+        .compare_exchange(PAYLOAD_IN_USE, PAYLOAD_FREE, AcqRel, Acquire)
+        .is_err()
+        && s.compare_exchange(PAYLOAD_ORPHANED, PAYLOAD_RETIRED, AcqRel, Acquire)
+            .is_ok();
+    if orphaned {
+        Segment::unlink(&segment::payload_name(queue_id, id));
+    }
+    orphaned
+}
+
+/// `hand_back` for a segment whose reader died (crash recovery).
+pub fn give_back(queue_id: u64, id: u32) {
+    if let Ok(seg) = Segment::open(&segment::payload_name(queue_id, id)) {
+        if header(&seg).is_some_and(|h| h.magic == PAYLOAD_MAGIC && h.queue_id == queue_id) {
+            hand_back(&seg, queue_id, id);
         }
     }
 }

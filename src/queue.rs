@@ -5,7 +5,7 @@
 use crate::error::{Code, ShmqError};
 use crate::layout::*;
 use crate::segment::{self, Segment};
-use crate::sync;
+use crate::{payload, process, sync};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
@@ -36,7 +36,6 @@ pub enum Role {
 pub struct Member {
     pub index: u32,
     pub generation: u32,
-    pub role: Role,
 }
 
 /// The fields of a slot a producer fills in.
@@ -94,7 +93,9 @@ impl Queue {
             (*h).max_message_size = max_message_size;
             (*h).total_size = total as u64;
             (*h).slots_offset = SLOTS_OFFSET as u64;
-            (*h).creator_pid = std::process::id();
+            let me = process::identity();
+            (*h).creator_pid = me.pid;
+            (*h).creator_start_time = me.start_time;
         }
         let h = q.header();
         // The two ends createSharedMemoryPair returns.
@@ -263,6 +264,7 @@ impl Queue {
     /// Takes a row in the end table.
     pub fn join(&self, role: Role) -> Result<Member, ShmqError> {
         let me = crate::process::identity();
+        let h = self.header();
         for index in 0..MAX_ENDS {
             let e = self.entry(index);
             if e.state
@@ -271,27 +273,22 @@ impl Queue {
             {
                 continue;
             }
-            e.pid.store(me.pid, Relaxed);
-            e.start_time.store(me.start_time, Relaxed);
-            e.working.store(NO_POSITION, Relaxed);
+            h.ends_used.fetch_max(index + 1, AcqRel);
+            e.pid.store(me.pid, SeqCst);
+            e.start_time.store(me.start_time, SeqCst);
+            e.working.store(NO_POSITION, SeqCst);
             let generation = ((e.acked.load(Relaxed) >> 32) as u32).wrapping_add(1);
-            e.acked.store(u64::from(generation) << 32, Relaxed);
-            let h = self.header();
-            let (state, count, joined) = match role {
-                Role::Sender => (END_SENDER, &h.senders, &h.senders_joined),
-                Role::Receiver => (END_RECEIVER, &h.receivers, &h.receivers_joined),
+            e.acked.store(u64::from(generation) << 32, SeqCst);
+            let (state, joined) = match role {
+                Role::Sender => (END_SENDER, &h.senders_joined),
+                Role::Receiver => (END_RECEIVER, &h.receivers_joined),
             };
-            count.fetch_add(1, SeqCst);
             joined.store(1, SeqCst);
-            e.state.store(state, Release);
+            e.state.store(state, SeqCst);
             // A sender blocked on "no receiver left" (or the reverse) looks again.
             sync::notify(self.items());
             sync::notify(self.space());
-            return Ok(Member {
-                index,
-                generation,
-                role,
-            });
+            return Ok(Member { index, generation });
         }
         Err(ShmqError::new(
             Code::Invalid,
@@ -305,27 +302,167 @@ impl Queue {
     /// Gives the row back and wakes everyone, so waiters on the other side
     /// notice if this was the last end of its kind.
     pub fn leave(&self, m: &Member) {
-        let h = self.header();
-        let count = match m.role {
-            Role::Sender => &h.senders,
-            Role::Receiver => &h.receivers,
-        };
-        count.fetch_sub(1, SeqCst);
-        self.entry(m.index).state.store(END_FREE, Release);
+        let e = self.entry(m.index);
+        e.pid.store(0, SeqCst);
+        e.state.store(END_FREE, SeqCst);
         sync::notify(self.items());
         sync::notify(self.space());
     }
 
+    /// Indexes of the end table in use so far (scans stop at `ends_used`).
+    fn entries(&self) -> impl Iterator<Item = &EndEntry> {
+        let used = self.header().ends_used.load(Acquire).min(MAX_ENDS);
+        (0..used).map(|i| self.entry(i))
+    }
+
+    /// Ends in `state` now (dead ones count until they are reaped).
+    fn count(&self, state: u32) -> usize {
+        self.entries()
+            .filter(|e| e.state.load(SeqCst) == state)
+            .count()
+    }
+
     /// Every sender that took part has left: receivers drain, then see Closed.
     pub fn senders_gone(&self) -> bool {
-        let h = self.header();
-        h.senders_joined.load(SeqCst) == 1 && h.senders.load(SeqCst) == 0
+        self.header().senders_joined.load(SeqCst) == 1 && self.count(END_SENDER) == 0
     }
 
     /// Every receiver that took part has left: puts fail fast.
     pub fn receivers_gone(&self) -> bool {
+        self.header().receivers_joined.load(SeqCst) == 1 && self.count(END_RECEIVER) == 0
+    }
+
+    /// Pids of the processes with ends taking part, and the counts of live
+    /// senders and receivers.
+    pub fn members(&self) -> (Vec<u32>, usize, usize) {
+        let mut pids = Vec::new();
+        let (mut senders, mut receivers) = (0, 0);
+        for e in self.entries() {
+            let state = e.state.load(SeqCst);
+            let (pid, start) = (e.pid.load(SeqCst), e.start_time.load(SeqCst));
+            if (state == END_SENDER || state == END_RECEIVER) && process::is_alive(pid, start) {
+                if state == END_SENDER {
+                    senders += 1;
+                } else {
+                    receivers += 1;
+                }
+                if !pids.contains(&pid) {
+                    pids.push(pid);
+                }
+            }
+        }
+        (pids, senders, receivers)
+    }
+
+    /// True if the creator or any end taking part is still running.
+    pub fn in_use(&self) -> bool {
         let h = self.header();
-        h.receivers_joined.load(SeqCst) == 1 && h.receivers.load(SeqCst) == 0
+        process::is_alive(h.creator_pid, h.creator_start_time) || !self.members().0.is_empty()
+    }
+
+    // ---- crash recovery ----
+
+    /// Waits one slice on `ev`; if nothing happened, looks for dead peers
+    /// (so waiters notice a crash within about one slice).
+    pub fn wait_slice(&self, ev: &Event, seen: u32, slice: std::time::Duration) {
+        sync::wait(ev, seen, slice);
+        if ev.seq.load(SeqCst) == seen {
+            self.reap_dead();
+        }
+    }
+
+    /// Reaps ends whose process has died: recovers the slots they held, frees
+    /// their rows and drops their holds. Returns how many were reaped.
+    pub fn reap_dead(&self) -> u32 {
+        let mut reaped = 0;
+        for e in self.entries() {
+            let state = e.state.load(SeqCst);
+            let pid = e.pid.load(SeqCst);
+            // pid 0 while CLAIMING: a join in progress (its pid comes next).
+            if state == END_FREE || pid == 0 || process::is_alive(pid, e.start_time.load(SeqCst)) {
+                continue;
+            }
+            let working = e.working.load(SeqCst);
+            if working != NO_POSITION {
+                self.recover_slot(working);
+            }
+            if e.state
+                .compare_exchange(state, END_FREE, AcqRel, Relaxed)
+                .is_ok()
+            {
+                e.pid.store(0, SeqCst);
+                reaped += 1;
+                self.release();
+            }
+        }
+        if reaped > 0 {
+            // A process may hold more than one slot across its ends, or have
+            // died after its row was freed: look at every slot in flight.
+            let head = self.header().head.load(Acquire);
+            for pos in head..head + u64::from(self.capacity) {
+                self.recover_slot(pos);
+            }
+            sync::notify(self.items());
+            sync::notify(self.space());
+        }
+        reaped
+    }
+
+    /// True if a live end in `state` is claiming position `pos`.
+    fn advertised(&self, pos: u64, state: u32) -> bool {
+        self.entries().any(|e| {
+            e.state.load(SeqCst) == state
+                && e.working.load(SeqCst) == pos
+                && process::is_alive(e.pid.load(SeqCst), e.start_time.load(SeqCst))
+        })
+    }
+
+    /// Unsticks the slot at `pos` if it is WRITING or READING at that
+    /// position and no live end is working on it.
+    fn recover_slot(&self, pos: u64) {
+        let h = self.header();
+        let seq = self.seq(pos);
+        let cur = seq.load(Acquire);
+        if cur >> 2 != pos {
+            return;
+        }
+        match cur & 3 {
+            // Take the slot as a reader would, mark it void, publish it.
+            SLOT_WRITING
+                if !self.advertised(pos, END_SENDER)
+                    && seq
+                        .compare_exchange(cur, pos << 2 | SLOT_READING, AcqRel, Relaxed)
+                        .is_ok() =>
+            {
+                let fields = self.slot_ptr(pos);
+                // SAFETY: the slot is ours (READING) until the store below.
+                unsafe {
+                    (*fields).kind = KIND_VOID;
+                    (*fields).len = 0;
+                    (*fields).sender = u32::MAX;
+                }
+                let _ = h.tail.compare_exchange(pos, pos + 1, AcqRel, Relaxed);
+                seq.store(pos << 2 | SLOT_FULL, Release);
+                sync::notify(self.items());
+            }
+            SLOT_READING if !self.advertised(pos, END_RECEIVER) => {
+                // SAFETY: the slot's owner is dead; nobody else may touch a
+                // READING slot, so its fields are stable.
+                let (kind, payload_id) = unsafe {
+                    let s = self.slot_ptr(pos);
+                    ((*s).kind, (*s).payload_id)
+                };
+                let _ = h.head.compare_exchange(pos, pos + 1, AcqRel, Relaxed);
+                let next_lap = (pos + u64::from(self.capacity)) << 2 | SLOT_EMPTY;
+                if seq.compare_exchange(cur, next_lap, AcqRel, Relaxed).is_ok() {
+                    if kind == KIND_PAYLOAD {
+                        payload::give_back(self.id, payload_id);
+                    }
+                    sync::notify(self.space());
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Messages from `m` that a receiver has consumed (wrapping u32).

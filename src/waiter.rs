@@ -12,8 +12,9 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Longest single futex wait: waits re-look at cancellation this often.
-const SLICE: Duration = Duration::from_millis(100);
+/// Longest single futex wait: waiters look at cancellation and at dead
+/// peers this often.
+pub const SLICE: Duration = Duration::from_millis(100);
 
 pub type Resolver = fn(Env) -> napi::Result<()>;
 
@@ -113,7 +114,7 @@ fn run(queue: &Queue, epoch: &AtomicU64, jobs: mpsc::Receiver<Job>) {
         let ev = event(queue, job.which);
         while epoch.load(SeqCst) == job.epoch && ev.seq.load(SeqCst) == job.seen {
             match sync::next_slice(job.deadline, SLICE) {
-                Some(d) => sync::wait(ev, job.seen, d),
+                Some(d) => queue.wait_slice(ev, job.seen, d),
                 None => break,
             }
         }
