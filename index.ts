@@ -5,7 +5,7 @@ import { constants as bufferConstants } from 'node:buffer'
 import type { Readable, Writable } from 'node:stream'
 import { binding, type NativeEnd } from './lib/binding'
 import { decode, encode } from './lib/codec'
-import { native, QueueClosedError, QueueEmptyError, QueueFullError, abortError } from './lib/errors'
+import { native, QueueClosedError, QueueEmptyError, QueueFullError, ShmqError, abortError } from './lib/errors'
 import { readableFor, writableFor } from './lib/streams'
 import { EventWatch, ITEMS, SPACE } from './lib/wait'
 
@@ -297,7 +297,11 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
       if (got === GET_CLOSED) throw new QueueClosedError('every sender has closed and the queue is drained')
       return undefined
     }
-    return { value: decode(this.end.lastTag, got) as T }
+    try {
+      return { value: decode(this.end.lastTag, got) as T }
+    } catch (e) {
+      throw new ShmqError('ERR_SHMQ_INVALID', `a message could not be decoded (corrupt segment?): ${String(e)}`)
+    }
   }
 }
 

@@ -137,7 +137,11 @@ impl Cache {
         if !self.mapped.contains_key(&id) {
             self.mapped
                 .retain(|_, seg| state(seg).load(Acquire) != PAYLOAD_RETIRED);
-            let seg = Segment::open(&segment::payload_name(queue_id, id))?;
+            let seg = Segment::open(&segment::payload_name(queue_id, id)).map_err(|e| {
+                ShmqError::invalid(format!(
+                    "a slot names payload segment {id}, which cannot be opened: {e}"
+                ))
+            })?;
             let ok = header(&seg).is_some_and(|h| {
                 h.magic == PAYLOAD_MAGIC && h.version == LAYOUT_VERSION && h.queue_id == queue_id
             });

@@ -238,7 +238,7 @@ impl Queue {
                     format!("queue {} was closed by all its ends", self.name),
                 ));
             }
-            match holders.compare_exchange_weak(n, n + 1, AcqRel, Acquire) {
+            match holders.compare_exchange_weak(n, n.wrapping_add(1), AcqRel, Acquire) {
                 Ok(_) => return Ok(()),
                 Err(now) => n = now,
             }
@@ -399,8 +399,8 @@ impl Queue {
             // A process may hold more than one slot across its ends, or have
             // died after its row was freed: look at every slot in flight.
             let head = self.header().head.load(Acquire);
-            for pos in head..head + u64::from(self.capacity) {
-                self.recover_slot(pos);
+            for i in 0..u64::from(self.capacity) {
+                self.recover_slot(head.wrapping_add(i));
             }
             sync::notify(self.items());
             sync::notify(self.space());
@@ -441,7 +441,9 @@ impl Queue {
                     (*fields).len = 0;
                     (*fields).sender = u32::MAX;
                 }
-                let _ = h.tail.compare_exchange(pos, pos + 1, AcqRel, Relaxed);
+                let _ = h
+                    .tail
+                    .compare_exchange(pos, pos.wrapping_add(1), AcqRel, Relaxed);
                 seq.store(pos << 2 | SLOT_FULL, Release);
                 sync::notify(self.items());
             }
@@ -452,8 +454,10 @@ impl Queue {
                     let s = self.slot_ptr(pos);
                     ((*s).kind, (*s).payload_id)
                 };
-                let _ = h.head.compare_exchange(pos, pos + 1, AcqRel, Relaxed);
-                let next_lap = (pos + u64::from(self.capacity)) << 2 | SLOT_EMPTY;
+                let _ = h
+                    .head
+                    .compare_exchange(pos, pos.wrapping_add(1), AcqRel, Relaxed);
+                let next_lap = pos.wrapping_add(u64::from(self.capacity)) << 2 | SLOT_EMPTY;
                 if seq.compare_exchange(cur, next_lap, AcqRel, Relaxed).is_ok() {
                     if kind == KIND_PAYLOAD {
                         payload::give_back(self.id, payload_id);
@@ -493,12 +497,16 @@ impl Queue {
                     .compare_exchange(seq, t << 2 | SLOT_WRITING, AcqRel, Relaxed)
                     .is_ok()
                 {
-                    let _ = h.tail.compare_exchange(t, t + 1, AcqRel, Relaxed);
+                    let _ = h
+                        .tail
+                        .compare_exchange(t, t.wrapping_add(1), AcqRel, Relaxed);
                     return Ok(Some(t));
                 }
             } else if spos == t {
                 // Someone claimed t but has not moved the tail yet: help.
-                let _ = h.tail.compare_exchange(t, t + 1, AcqRel, Relaxed);
+                let _ = h
+                    .tail
+                    .compare_exchange(t, t.wrapping_add(1), AcqRel, Relaxed);
             } else if spos.wrapping_add(cap) == t && h.tail.load(Acquire) == t {
                 // The slot still holds the message from the previous lap.
                 me.working.store(NO_POSITION, Relaxed);
@@ -544,7 +552,9 @@ impl Queue {
                     .compare_exchange(seq, p << 2 | SLOT_READING, AcqRel, Relaxed)
                     .is_ok()
                 {
-                    let _ = h.head.compare_exchange(p, p + 1, AcqRel, Relaxed);
+                    let _ = h
+                        .head
+                        .compare_exchange(p, p.wrapping_add(1), AcqRel, Relaxed);
                     // SAFETY: this end owns the slot (READING) until `free`; the
                     // acquire CAS made the producer's writes visible.
                     let (len, tag, kind, sender, sender_gen, payload_id) = unsafe {
@@ -569,7 +579,9 @@ impl Queue {
                     }));
                 }
             } else if spos == p && state == SLOT_READING {
-                let _ = h.head.compare_exchange(p, p + 1, AcqRel, Relaxed);
+                let _ = h
+                    .head
+                    .compare_exchange(p, p.wrapping_add(1), AcqRel, Relaxed);
             } else if h.head.load(Acquire) == p
                 && (spos < p || (spos == p && state != SLOT_READING))
             {
@@ -595,7 +607,7 @@ impl Queue {
                 }
             }
         }
-        let next_lap = c.pos + u64::from(self.capacity);
+        let next_lap = c.pos.wrapping_add(u64::from(self.capacity));
         self.seq(c.pos).store(next_lap << 2 | SLOT_EMPTY, Release);
         self.entry(m.index).working.store(NO_POSITION, Relaxed);
         sync::notify(self.space());

@@ -28,6 +28,10 @@ fn shm_path(name: &str) -> String {
     format!("/{name}")
 }
 
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
 fn no_space(name: &str, len: usize) -> ShmqError {
     let (total, free) = rustix::fs::statvfs("/dev/shm")
         .map(|s| (s.f_blocks * s.f_frsize, s.f_bavail * s.f_frsize))
@@ -35,8 +39,12 @@ fn no_space(name: &str, len: usize) -> ShmqError {
     ShmqError::new(
         Code::NoSpace,
         format!(
-            "not enough shared memory for {name} ({len} bytes): /dev/shm has {free} of {total} bytes free; \
-             enlarge it (docker run --shm-size=...) or send smaller messages"
+            "not enough shared memory for {name} ({}): /dev/shm is {} with {} free. \
+             Enlarge it (docker run --shm-size=1g, or mount -o remount,size=... /dev/shm), \
+             use a smaller capacity or slotSize, or send smaller messages",
+            mib(len as u64),
+            mib(total),
+            mib(free)
         ),
     )
 }
