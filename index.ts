@@ -3,9 +3,17 @@
 // waiting, errors and streams live in lib/.
 import { constants as bufferConstants } from 'node:buffer'
 import type { Readable, Writable } from 'node:stream'
-import { binding, type NativeEnd } from './lib/binding'
-import { decode, encode } from './lib/codec'
-import { native, QueueClosedError, QueueEmptyError, QueueFullError, ShmqError, abortError } from './lib/errors'
+import { binding } from './lib/binding'
+import { decode, decodeCopy, serialize, tagOf, TAG_STRING, TAG_V8, type Payload } from './lib/codec'
+import {
+  abortError,
+  fromNative,
+  native,
+  QueueClosedError,
+  QueueEmptyError,
+  QueueFullError,
+  ShmqError,
+} from './lib/errors'
 import { readableFor, writableFor } from './lib/streams'
 import { EventWatch, ITEMS, SPACE } from './lib/wait'
 
@@ -49,7 +57,8 @@ const MAX_HANDLE_LENGTH = 256
 
 const PUT_FULL = 1
 const PUT_CLOSED = 2
-const GET_CLOSED = 2
+const GET_EMPTY = -1
+const GET_CLOSED = -2
 const SENDER = 0
 const RECEIVER = 1
 
@@ -88,40 +97,54 @@ function remaining(deadline: number | undefined): number | undefined {
 }
 
 // Ends still open when the process (or worker) exits are closed then, so the
-// last one out unlinks the queue.
+// last one out unlinks the queue; ends collected unclosed are freed.
 const openEnds = new Set<WeakRef<QueueEnd>>()
-const forget = new FinalizationRegistry<WeakRef<QueueEnd>>((ref) => openEnds.delete(ref))
+const forget = new FinalizationRegistry<{ id: number; ref: WeakRef<QueueEnd> }>(({ id, ref }) => {
+  openEnds.delete(ref)
+  binding.endFree(id)
+})
 process.once('exit', () => {
   for (const ref of openEnds) ref.deref()?.close()
   binding.releaseLingering()
 })
 
+/** Small messages come back through this buffer and are copied out at once. */
+const scratch = Buffer.allocUnsafeSlow(4096)
+/** How long an async wait spins before it hands over to the waiter thread. */
+const ASYNC_SPIN_MICROS = 20
+/** tryGet's "nothing yet" (a message may itself be undefined). */
+const NOTHING: unique symbol = Symbol('nothing')
+
+function checkOptions(options: AsyncWaitOptions | undefined): void {
+  if (options === undefined) return
+  waitDeadline(options)
+  checkSignal(options.signal)
+}
+
 abstract class QueueEnd {
   /** The queue's name: pass it to another process and `attach` it there. */
   readonly handle: string
-  protected readonly end: NativeEnd
+  /** Messages the queue holds at most. */
+  readonly capacity: number
+  protected readonly id: number
   protected readonly watch: EventWatch
-  private readonly which: typeof ITEMS | typeof SPACE
   private readonly ref: WeakRef<QueueEnd>
+  private closed = false
 
-  protected constructor(end: NativeEnd, which: typeof ITEMS | typeof SPACE) {
-    this.end = end
-    this.which = which
-    this.handle = end.handle
-    this.watch = new EventWatch(end, which)
+  protected constructor(id: number, which: typeof ITEMS | typeof SPACE) {
+    this.id = id
+    const info = binding.endInfo(id)
+    this.handle = info.handle
+    this.capacity = info.capacity
+    this.watch = new EventWatch(id, which)
     this.ref = new WeakRef(this)
     openEnds.add(this.ref)
-    forget.register(this, this.ref, this)
+    forget.register(this, { id, ref: this.ref }, this)
   }
 
   /** Messages waiting in the queue now. */
   get size(): number {
-    return this.end.size
-  }
-
-  /** Messages the queue holds at most. */
-  get capacity(): number {
-    return this.end.capacity
+    return binding.endSize(this.id)
   }
 
   /** The handle, so `JSON.stringify`, `child.send` and `workerData` carry it. */
@@ -136,10 +159,10 @@ abstract class QueueEnd {
 
   /** Stops this end taking part; idempotent. */
   close(): void {
-    if (this.end.closed) return
-    this.end.close()
+    if (this.closed) return
+    this.closed = true
+    binding.endClose(this.id)
     openEnds.delete(this.ref)
-    forget.unregister(this)
   }
 
   [Symbol.dispose](): void {
@@ -151,11 +174,11 @@ abstract class QueueEnd {
   }
 
   /**
-   * Runs `attempt` until it returns a value, waiting for the event between
-   * tries. `attempt` returns undefined to mean "not now".
+   * Runs `attempt` until it returns something other than NOTHING, spinning
+   * briefly and then waiting for the event between tries.
    */
   protected async retry<R>(
-    attempt: () => R | undefined,
+    attempt: () => R | typeof NOTHING,
     options: AsyncWaitOptions | undefined,
     onTimeout: () => Error,
   ): Promise<R> {
@@ -165,26 +188,30 @@ abstract class QueueEnd {
       if (signal?.aborted) throw abortError(signal)
       const seen = this.watch.seen()
       const result = attempt()
-      if (result !== undefined) return result
+      if (result !== NOTHING) return result
       const left = remaining(deadline)
       if (options?.block === false || left === 0) throw onTimeout()
-      await this.watch.wait(seen, left, signal)
+      if (!this.watch.spin(seen, ASYNC_SPIN_MICROS)) await this.watch.wait(seen, left, signal)
     }
   }
 
   /** Blocking twin of `retry`. */
-  protected retrySync<R>(attempt: () => R | undefined, options: WaitOptions | undefined, onTimeout: () => Error): R {
+  protected retrySync<R>(attempt: () => R | typeof NOTHING, options: WaitOptions | undefined, onTimeout: () => Error): R {
     const deadline = waitDeadline(options)
     for (;;) {
       const seen = this.watch.seen()
       const result = attempt()
-      if (result !== undefined) return result
+      if (result !== NOTHING) return result
       const left = remaining(deadline)
       if (options?.block === false || left === 0) throw onTimeout()
-      this.end.waitSync(this.which, seen, left ?? -1)
+      this.watch.waitSync(seen, left)
     }
   }
 }
+
+const full = (): Error => new QueueFullError()
+const unacked = (): Error => new QueueFullError('messages are still unacknowledged')
+const empty = (): Error => new QueueEmptyError()
 
 export class SharedMemorySender<T = unknown> extends QueueEnd {
   /** Opens the queue named by `handle` (from either end) as a sender, in any process or thread. */
@@ -193,20 +220,26 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
   }
 
   /** @internal Use createSharedMemoryPair or SharedMemorySender.attach. */
-  constructor(end: NativeEnd) {
-    super(end, SPACE)
+  constructor(id: number) {
+    super(id, SPACE)
   }
 
   /** Enqueues `value`; waits for space without blocking the event loop. */
   async put(value: T, options?: AsyncWaitOptions): Promise<void> {
-    const message = encode(value)
-    await this.retry(() => this.tryPut(message), options, () => new QueueFullError())
+    checkOptions(options)
+    const tag = tagOf(value)
+    const payload = tag === TAG_V8 ? serialize(value) : (value as Payload)
+    if (options?.signal?.aborted !== true && this.tryPut(tag, payload)) return
+    await this.retry(() => this.tryPut(tag, payload) || NOTHING, options, full)
   }
 
   /** Enqueues `value`, blocking this thread while the queue is full. */
   putSync(value: T, options?: WaitOptions): void {
-    const message = encode(value)
-    this.retrySync(() => this.tryPut(message), options, () => new QueueFullError())
+    checkOptions(options)
+    const tag = tagOf(value)
+    const payload = tag === TAG_V8 ? serialize(value) : (value as Payload)
+    if (this.tryPut(tag, payload)) return
+    this.retrySync(() => this.tryPut(tag, payload) || NOTHING, options, full)
   }
 
   /** `putSync(value, { block: false })`. */
@@ -216,11 +249,11 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
 
   /** Resolves once a receiver has taken every message this sender put. */
   async waitForAllAck(options?: AsyncWaitOptions): Promise<void> {
-    await this.retry(() => this.allAcked(), options, () => new QueueFullError('messages are still unacknowledged'))
+    await this.retry(() => this.allAcked(), options, unacked)
   }
 
   waitForAllAckSync(options?: WaitOptions): void {
-    this.retrySync(() => this.allAcked(), options, () => new QueueFullError('messages are still unacknowledged'))
+    this.retrySync(() => this.allAcked(), options, unacked)
   }
 
   /** An object-mode stream whose backpressure is the queue's; ending it closes the sender. */
@@ -228,19 +261,25 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
     return writableFor(this as SharedMemorySender<unknown>)
   }
 
-  private tryPut(message: ReturnType<typeof encode>): true | undefined {
-    const status = native(() =>
-      typeof message === 'string' ? this.end.putString(message) : this.end.put(message.tag, message.bytes),
-    )
-    if (status === PUT_FULL) return undefined
+  /** True if enqueued, false if the queue is full. */
+  private tryPut(tag: number, payload: Payload): boolean {
+    let status: number
+    try {
+      status =
+        tag === TAG_STRING
+          ? binding.endPutString(this.id, payload as string)
+          : binding.endPut(this.id, tag, payload as ArrayBufferView)
+    } catch (e) {
+      throw fromNative(e)
+    }
     if (status === PUT_CLOSED) throw new QueueClosedError('no receiver is left on this queue')
-    return true
+    return status !== PUT_FULL
   }
 
-  private allAcked(): true | undefined {
-    if (this.end.unacked() === 0) return true
-    if (this.end.receiversGone()) throw new QueueClosedError('no receiver is left to take the remaining messages')
-    return undefined
+  private allAcked(): true | typeof NOTHING {
+    if (binding.endUnacked(this.id) === 0) return true
+    if (binding.endReceiversGone(this.id)) throw new QueueClosedError('no receiver is left to take the remaining messages')
+    return NOTHING
   }
 }
 
@@ -251,18 +290,25 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   }
 
   /** @internal Use createSharedMemoryPair or SharedMemoryReceiver.attach. */
-  constructor(end: NativeEnd) {
-    super(end, ITEMS)
+  constructor(id: number) {
+    super(id, ITEMS)
   }
 
   /** The next message; waits without blocking the event loop. */
   async get(options?: AsyncWaitOptions): Promise<T> {
-    return (await this.retry(() => this.tryGet(), options, () => new QueueEmptyError())).value
+    checkOptions(options)
+    if (options?.signal?.aborted !== true) {
+      const value = this.tryGet()
+      if (value !== NOTHING) return value
+    }
+    return this.retry(() => this.tryGet(), options, empty)
   }
 
   /** The next message, blocking this thread while the queue is empty. */
   getSync(options?: WaitOptions): T {
-    return this.retrySync(() => this.tryGet(), options, () => new QueueEmptyError()).value
+    checkOptions(options)
+    const value = this.tryGet()
+    return value !== NOTHING ? value : this.retrySync(() => this.tryGet(), options, empty)
   }
 
   /** `getSync({ block: false })`. */
@@ -289,23 +335,29 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
     return readableFor(this)
   }
 
-  /** The message boxed (a message may itself be undefined), or undefined if none. */
-  private tryGet(): { value: T } | undefined {
-    const got = native(() => this.end.get())
-    if (typeof got === 'string') return { value: got as T }
-    if (typeof got === 'number') {
-      if (got === GET_CLOSED) throw new QueueClosedError('every sender has closed and the queue is drained')
-      return undefined
-    }
+  private tryGet(): T | typeof NOTHING {
+    let got: ArrayBuffer | string | number
     try {
-      return { value: decode(this.end.lastTag, got) as T }
+      got = binding.endGet(this.id, scratch)
+    } catch (e) {
+      throw fromNative(e)
+    }
+    if (typeof got === 'string') return got as T
+    if (got === GET_EMPTY) return NOTHING
+    if (got === GET_CLOSED) throw new QueueClosedError('every sender has closed and the queue is drained')
+    try {
+      if (typeof got === 'number') {
+        const tag = got % 16
+        return decodeCopy(tag, scratch, (got - tag) / 16) as T
+      }
+      return decode(binding.endLastTag(this.id), got) as T
     } catch (e) {
       throw new ShmqError('ERR_SHMQ_INVALID', `a message could not be decoded (corrupt segment?): ${String(e)}`)
     }
   }
 }
 
-function attachNative(handle: string, role: number): NativeEnd {
+function attachNative(handle: string, role: number): number {
   if (typeof handle !== 'string') throw new TypeError(`handle must be a string, got ${typeof handle}`)
   if (handle.length > MAX_HANDLE_LENGTH) throw new TypeError(`handle is longer than ${MAX_HANDLE_LENGTH} characters`)
   return native(() => binding.attachQueue(handle, role))

@@ -4,7 +4,6 @@ import type * as Native from '../native'
 import { ShmqError } from './errors'
 
 export type Binding = typeof Native
-export type NativeEnd = Native.NativeEnd
 
 function platformSuffix(): string {
   const { platform, arch } = process

@@ -38,25 +38,23 @@ export const TAG_ARRAYBUFFER = 13
 export const TAG_STRING = 14
 export const TAG_V8 = 15
 
-export interface Encoded {
-  tag: number
-  bytes: Uint8Array
+/** A value as the addon takes it: raw bytes with their tag, a string, or v8 bytes. */
+export type Payload = ArrayBufferView | ArrayBuffer | string
+
+/** The tag of `value`; TAG_V8 means it must go through `serialize`. */
+export function tagOf(value: unknown): number {
+  if (typeof value === 'string') return TAG_STRING
+  if (ArrayBuffer.isView(value)) {
+    if (Buffer.isBuffer(value)) return TAG_BUFFER
+    if (value instanceof DataView) return TAG_DATAVIEW
+    return TYPED_TAG.get((value as Uint8Array)[Symbol.toStringTag]) ?? TAG_V8
+  }
+  return value instanceof ArrayBuffer ? TAG_ARRAYBUFFER : TAG_V8
 }
 
-/** Strings stay strings (the addon encodes them straight into the slot). */
-export function encode(value: unknown): Encoded | string {
-  if (typeof value === 'string') return value
-  if (ArrayBuffer.isView(value)) {
-    const bytes = new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
-    if (Buffer.isBuffer(value)) return { tag: TAG_BUFFER, bytes }
-    if (value instanceof DataView) return { tag: TAG_DATAVIEW, bytes }
-    const tag = TYPED_TAG.get((value as Uint8Array)[Symbol.toStringTag])
-    if (tag !== undefined) return { tag, bytes }
-  } else if (value instanceof ArrayBuffer) {
-    return { tag: TAG_ARRAYBUFFER, bytes: new Uint8Array(value) }
-  }
+export function serialize(value: unknown): Buffer {
   try {
-    return { tag: TAG_V8, bytes: v8.serialize(value) }
+    return v8.serialize(value)
   } catch (e) {
     const culprit = findUncloneable(value, new Set()) ?? (e instanceof Error ? e.message : String(e))
     throw new NotCloneableError(
@@ -64,7 +62,6 @@ export function encode(value: unknown): Encoded | string {
     )
   }
 }
-
 /** Names the first value v8.serialize refuses, for the error message. */
 function findUncloneable(value: unknown, seen: Set<object>): string | undefined {
   if (typeof value === 'function') return `a function (${value.name || 'anonymous'})`
@@ -82,10 +79,26 @@ function findUncloneable(value: unknown, seen: Set<object>): string | undefined 
   return undefined
 }
 
+/** A message the addon returned as its own ArrayBuffer. */
 export function decode(tag: number, data: ArrayBuffer): unknown {
   if (tag === TAG_BUFFER) return Buffer.from(data)
   if (tag <= TYPED_ARRAYS.length) return new TYPED_ARRAYS[tag - 1](data)
   if (tag === TAG_DATAVIEW) return new DataView(data)
   if (tag === TAG_ARRAYBUFFER) return data
   return v8.deserialize(Buffer.from(data))
+}
+
+/** A message the addon copied into `scratch[0, length)`: copy it into a value of its own. */
+export function decodeCopy(tag: number, scratch: Buffer, length: number): unknown {
+  const bytes = scratch.subarray(0, length)
+  if (tag === TAG_BUFFER) {
+    const out = Buffer.allocUnsafe(length)
+    bytes.copy(out)
+    return out
+  }
+  // v8.deserialize may return views into its input: give it a copy.
+  if (tag === TAG_V8) return v8.deserialize(Buffer.from(bytes))
+  const own = new ArrayBuffer(length)
+  new Uint8Array(own).set(bytes)
+  return decode(tag, own)
 }

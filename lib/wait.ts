@@ -1,7 +1,7 @@
 // Waiting for a queue event without blocking the event loop. The addon waits
 // on its own thread (never the libuv pool) and resolves a promise; every
 // pending put/get of one end shares that single native wait.
-import type { NativeEnd } from './binding'
+import { binding } from './binding'
 import { abortError } from './errors'
 
 export const ITEMS = 0
@@ -17,13 +17,23 @@ export class EventWatch {
   private users = 0
 
   constructor(
-    private readonly end: NativeEnd,
+    private readonly id: number,
     private readonly which: typeof ITEMS | typeof SPACE,
   ) {}
 
   /** Current event count; read it before looking at the queue. */
   seen(): number {
-    return this.end.event(this.which)
+    return binding.endEvent(this.id, this.which)
+  }
+
+  /** Spins briefly (the other side is often microseconds away); true if the event moved. */
+  spin(seen: number, micros: number): boolean {
+    return binding.endSpin(this.id, this.which, seen, micros)
+  }
+
+  /** Blocks this thread for at most one wait slice. */
+  waitSync(seen: number, timeoutMs: number | undefined): void {
+    binding.endWaitSync(this.id, this.which, seen, timeoutMs ?? -1)
   }
 
   /**
@@ -35,7 +45,7 @@ export class EventWatch {
     if (pending === undefined || pending.seen !== seen) {
       const entry: Pending = {
         seen,
-        done: this.end.watch(this.which, seen, -1).then(() => {
+        done: binding.endWatch(this.id, this.which, seen).then(() => {
           if (this.pending === entry) this.pending = undefined
         }),
       }
@@ -52,7 +62,7 @@ export class EventWatch {
         signal?.removeEventListener('abort', onAbort)
         // Nobody is waiting any more: end the native wait so it does not keep
         // the process alive.
-        if (--this.users === 0 && this.pending !== undefined) this.end.cancelWatch()
+        if (--this.users === 0 && this.pending !== undefined) binding.endCancelWatch(this.id)
         finish()
       }
       const onAbort = (): void => settle(() => reject(abortError(signal!)))

@@ -262,10 +262,6 @@ impl End {
         }
     }
 
-    pub fn is_closed(&self) -> bool {
-        self.closed
-    }
-
     /// Stops taking part; the last holder of the queue unlinks it. Idempotent.
     pub fn close(&mut self) {
         if self.closed {

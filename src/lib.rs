@@ -6,6 +6,10 @@
 //! `end` (one queue end), `waiter` (async waits), `process` (liveness),
 //! `gc` (listing and removing queues in /dev/shm).
 //! This file only binds them to JavaScript.
+//!
+//! Ends live in a per-thread registry and JS refers to them by number: plain
+//! functions with number arguments cost a fraction of napi-rs class methods
+//! (which take a lock and allocate per call to track borrows).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -24,9 +28,11 @@ mod waiter;
 use end::{End, Got, Put};
 use error::{Code, ShmqError};
 use napi::bindgen_prelude::*;
-use napi::JsString;
+use napi::{sys, JsString};
 use napi_derive::napi;
 use queue::Role;
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
 use waiter::{Resolver, Waiter, Which};
 
 /// `put` results (numbers, so the hot path allocates nothing).
@@ -34,15 +40,45 @@ pub const PUT_DONE: u32 = 0;
 pub const PUT_FULL: u32 = 1;
 pub const PUT_CLOSED: u32 = 2;
 /// `get` results when there is no message.
-pub const GET_EMPTY: u32 = 1;
-pub const GET_CLOSED: u32 = 2;
+pub const GET_EMPTY: f64 = -1.0;
+pub const GET_CLOSED: f64 = -2.0;
 
-fn role(r: u32) -> Result<Role> {
-    match r {
-        0 => Ok(Role::Sender),
-        1 => Ok(Role::Receiver),
-        _ => Err(ShmqError::invalid(format!("role {r}")).into()),
-    }
+struct Registered {
+    end: End,
+    waiter: Waiter,
+    last_tag: u32,
+}
+
+thread_local! {
+    /// The ends of this JS thread (main or worker), by number. Dropped with
+    /// the thread, which closes them.
+    static ENDS: RefCell<Vec<Option<Registered>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn register(end: End) -> u32 {
+    let waiter = Waiter::new(end.queue.clone());
+    let r = Registered {
+        end,
+        waiter,
+        last_tag: 0,
+    };
+    ENDS.with_borrow_mut(|ends| match ends.iter().position(Option::is_none) {
+        Some(i) => {
+            ends[i] = Some(r);
+            i as u32
+        }
+        None => {
+            ends.push(Some(r));
+            (ends.len() - 1) as u32
+        }
+    })
+}
+
+fn with_end<R>(id: u32, f: impl FnOnce(&mut Registered) -> Result<R>) -> Result<R> {
+    ENDS.with_borrow_mut(|ends| match ends.get_mut(id as usize) {
+        Some(Some(r)) => f(r),
+        _ => Err(ShmqError::invalid(format!("no queue end number {id} in this thread")).into()),
+    })
 }
 
 fn which(w: u32) -> Which {
@@ -53,43 +89,302 @@ fn which(w: u32) -> Which {
     }
 }
 
-/// One end of a queue (the TypeScript classes wrap it).
-#[napi]
-pub struct NativeEnd {
-    end: End,
-    waiter: Waiter,
-    last_tag: u32,
+/// The bytes of any TypedArray, DataView or ArrayBuffer, borrowed for one call.
+pub struct Bytes {
+    ptr: *const u8,
+    len: usize,
 }
 
-impl NativeEnd {
-    fn wrap(end: End) -> NativeEnd {
-        let waiter = Waiter::new(end.queue.clone());
-        NativeEnd {
-            end,
-            waiter,
-            last_tag: 0,
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
         }
+        // SAFETY: ptr/len came from N-API for a live JS buffer that the caller
+        // keeps alive for the duration of this native call.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
     }
 }
 
-/// Creates a queue; returns its sender end and its receiver end.
+impl TypeName for Bytes {
+    fn type_name() -> &'static str {
+        "ArrayBufferView | ArrayBuffer"
+    }
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl FromNapiValue for Bytes {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> Result<Self> {
+        let mut data = std::ptr::null_mut();
+        let mut len = 0usize;
+        let mut is = false;
+        // SAFETY (all three branches): N-API calls on a value napi-rs handed us,
+        // with out-pointers to locals.
+        unsafe {
+            sys::napi_is_typedarray(env, value, &mut is);
+            if is {
+                let (mut kind, mut buffer, mut offset) = (0, std::ptr::null_mut(), 0);
+                let status =
+                    sys::napi_get_typedarray_info(env, value, &mut kind, &mut len, &mut data, &mut buffer, &mut offset);
+                let element = match kind {
+                    sys::TypedarrayType::int16_array | sys::TypedarrayType::uint16_array => 2,
+                    sys::TypedarrayType::int32_array
+                    | sys::TypedarrayType::uint32_array
+                    | sys::TypedarrayType::float32_array => 4,
+                    sys::TypedarrayType::float64_array
+                    | sys::TypedarrayType::bigint64_array
+                    | sys::TypedarrayType::biguint64_array => 8,
+                    _ => 1,
+                };
+                len *= element;
+                return check(status, data, len);
+            }
+            sys::napi_is_dataview(env, value, &mut is);
+            if is {
+                let (mut buffer, mut offset) = (std::ptr::null_mut(), 0);
+                let status = sys::napi_get_dataview_info(env, value, &mut len, &mut data, &mut buffer, &mut offset);
+                return check(status, data, len);
+            }
+            sys::napi_is_arraybuffer(env, value, &mut is);
+            if is {
+                let status = sys::napi_get_arraybuffer_info(env, value, &mut data, &mut len);
+                return check(status, data, len);
+            }
+        }
+        Err(Error::new(Status::InvalidArg, "expected a TypedArray, DataView or ArrayBuffer"))
+    }
+}
+
+fn check(status: sys::napi_status, data: *mut std::ffi::c_void, len: usize) -> Result<Bytes> {
+    if status == sys::Status::napi_ok {
+        Ok(Bytes {
+            ptr: data.cast_const().cast(),
+            len,
+        })
+    } else {
+        Err(Error::new(Status::InvalidArg, "could not read the buffer"))
+    }
+}
+
+// ---- queues ----
+
+/// Creates a queue; returns the numbers of its sender end and receiver end.
 #[napi]
-pub fn create_queue(
-    capacity: u32,
-    slot_size: u32,
-    max_message_size: f64,
-) -> Result<Vec<NativeEnd>> {
-    if !(max_message_size >= 0.0 && max_message_size <= 2f64.powi(53)) {
+pub fn create_queue(capacity: u32, slot_size: u32, max_message_size: f64) -> Result<Vec<u32>> {
+    if !(0.0..=2f64.powi(53)).contains(&max_message_size) {
         return Err(ShmqError::new(Code::TooLarge, "maxMessageSize out of range".into()).into());
     }
     let (tx, rx) = End::create_pair(capacity, slot_size, max_message_size as u64)?;
-    Ok(vec![NativeEnd::wrap(tx), NativeEnd::wrap(rx)])
+    Ok(vec![register(tx), register(rx)])
 }
 
 /// Opens the queue named by `handle` as a sender (0) or receiver (1).
 #[napi]
-pub fn attach_queue(handle: String, role_code: u32) -> Result<NativeEnd> {
-    Ok(NativeEnd::wrap(End::attach(&handle, role(role_code)?)?))
+pub fn attach_queue(handle: String, role: u32) -> Result<u32> {
+    let role = if role == 0 { Role::Sender } else { Role::Receiver };
+    Ok(register(End::attach(&handle, role)?))
+}
+
+/// What a queue end is attached to.
+#[napi(object)]
+pub struct EndInfo {
+    pub handle: String,
+    pub capacity: u32,
+    pub slot_size: u32,
+    pub max_message_size: f64,
+}
+
+#[napi]
+pub fn end_info(id: u32) -> Result<EndInfo> {
+    with_end(id, |r| {
+        let q = &r.end.queue;
+        Ok(EndInfo {
+            handle: q.name.clone(),
+            capacity: q.capacity,
+            slot_size: q.slot_size,
+            max_message_size: q.max_message_size as f64,
+        })
+    })
+}
+
+/// Messages waiting now.
+#[napi]
+pub fn end_size(id: u32) -> Result<f64> {
+    with_end(id, |r| Ok(r.end.queue.size() as f64))
+}
+
+// ---- the hot path ----
+
+/// PUT_DONE, PUT_FULL or PUT_CLOSED (no receiver left).
+#[napi]
+pub fn end_put(id: u32, tag: u32, data: Bytes) -> Result<u32> {
+    with_end(id, |r| put(r, tag, data.as_slice()))
+}
+
+#[napi]
+pub fn end_put_string(id: u32, value: String) -> Result<u32> {
+    with_end(id, |r| put(r, codec::TAG_STRING, value.as_bytes()))
+}
+
+fn put(r: &mut Registered, tag: u32, bytes: &[u8]) -> Result<u32> {
+    Ok(match r.end.put(tag, bytes)? {
+        Put::Done => PUT_DONE,
+        Put::Full => PUT_FULL,
+        Put::Closed => PUT_CLOSED,
+    })
+}
+
+/// The next message. A string message comes back as a string; a binary one
+/// of at most `scratch.length` bytes is copied into `scratch` and the result is
+/// `length * 16 + tag`; a larger one comes back as its own ArrayBuffer (tag
+/// from `endLastTag`). GET_EMPTY / GET_CLOSED when there is none.
+#[napi(ts_return_type = "ArrayBuffer | string | number")]
+pub fn end_get<'env>(
+    env: &'env Env,
+    id: u32,
+    mut scratch: Uint8ArraySlice<'env>,
+) -> Result<Either3<ArrayBuffer<'env>, JsString<'env>, f64>> {
+    with_end(id, |r| {
+        // SAFETY: the scratch buffer is a live JS Uint8Array the caller keeps
+        // for this call; nothing else writes it meanwhile.
+        let scratch = unsafe { scratch.as_mut() };
+        let mut last_tag = r.last_tag;
+        let got = r.end.get(|tag, bytes| -> Result<_> {
+            last_tag = tag;
+            if tag == codec::TAG_STRING {
+                let s = std::str::from_utf8(bytes)
+                    .map_err(|_| ShmqError::invalid("a string message is not valid UTF-8"))?;
+                Ok(Either3::B(env.create_string(s)?))
+            } else if bytes.len() <= scratch.len() {
+                scratch[..bytes.len()].copy_from_slice(bytes);
+                Ok(Either3::C((bytes.len() * 16) as f64 + f64::from(tag)))
+            } else {
+                Ok(Either3::A(ArrayBuffer::copy_from(env, bytes)?))
+            }
+        })?;
+        r.last_tag = last_tag;
+        Ok(match got {
+            Got::Message(value) => value?,
+            Got::Empty => Either3::C(GET_EMPTY),
+            Got::Closed => Either3::C(GET_CLOSED),
+        })
+    })
+}
+
+/// The tag of the last message `endGet` returned as an ArrayBuffer.
+#[napi]
+pub fn end_last_tag(id: u32) -> Result<u32> {
+    with_end(id, |r| Ok(r.last_tag))
+}
+
+// ---- waiting ----
+
+/// Current value of the items (0) or space (1) event counter.
+#[napi]
+pub fn end_event(id: u32, which_code: u32) -> Result<u32> {
+    with_end(id, |r| Ok(event(r, which_code)))
+}
+
+fn event(r: &Registered, which_code: u32) -> u32 {
+    waiter::event(&r.end.queue, which(which_code))
+        .seq
+        .load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Spins up to `micros` while the event still equals `seen` (the other side
+/// is often only microseconds away); true if it moved.
+#[napi]
+pub fn end_spin(id: u32, which_code: u32, seen: u32, micros: u32) -> Result<bool> {
+    with_end(id, |r| Ok(spin(r, which_code, seen, micros)))
+}
+
+fn spin(r: &Registered, which_code: u32, seen: u32, micros: u32) -> bool {
+    let until = Instant::now() + Duration::from_micros(u64::from(micros));
+    loop {
+        for _ in 0..64 {
+            if event(r, which_code) != seen {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+    }
+}
+
+/// Blocks this thread until the event differs from `seen` or the timeout
+/// passes (negative = no timeout): a short spin, then one futex wait of at
+/// most a slice. May return early; the caller re-checks.
+#[napi]
+pub fn end_wait_sync(id: u32, which_code: u32, seen: u32, timeout_ms: f64) -> Result<()> {
+    with_end(id, |r| {
+        if spin(r, which_code, seen, SYNC_SPIN_MICROS) {
+            return Ok(());
+        }
+        let q = &r.end.queue;
+        if let Some(slice) = sync::next_slice(sync::deadline(timeout_ms), waiter::SLICE) {
+            q.wait_slice(waiter::event(q, which(which_code)), seen, slice);
+        }
+        Ok(())
+    })
+}
+
+/// How long a blocking wait spins before it sleeps on the futex.
+const SYNC_SPIN_MICROS: u32 = 50;
+
+/// Resolves once the event differs from `seen` or on `endCancelWatch`;
+/// waits on a dedicated thread, never the libuv pool.
+#[napi(ts_return_type = "Promise<void>")]
+pub fn end_watch<'env>(env: &'env Env, id: u32, which_code: u32, seen: u32) -> Result<Object<'env>> {
+    with_end(id, |r| {
+        let (deferred, promise) = env.create_deferred::<(), Resolver>()?;
+        r.waiter
+            .watch(which(which_code), seen, deferred)
+            .map_err(|e| ShmqError::new(Code::Os, format!("could not start a waiter thread: {e}")))?;
+        Ok(promise)
+    })
+}
+
+#[napi]
+pub fn end_cancel_watch(id: u32) -> Result<()> {
+    with_end(id, |r| {
+        r.waiter.cancel();
+        Ok(())
+    })
+}
+
+// ---- acknowledgements and closing ----
+
+/// Messages this end put that no receiver has taken yet.
+#[napi]
+pub fn end_unacked(id: u32) -> Result<u32> {
+    with_end(id, |r| Ok(r.end.unacked()))
+}
+
+/// True once every receiver that took part has gone.
+#[napi]
+pub fn end_receivers_gone(id: u32) -> Result<bool> {
+    with_end(id, |r| Ok(r.end.queue.receivers_gone()))
+}
+
+/// Stops the end taking part (idempotent); its number stays valid.
+#[napi]
+pub fn end_close(id: u32) -> Result<()> {
+    with_end(id, |r| {
+        r.waiter.cancel();
+        r.end.close();
+        Ok(())
+    })
+}
+
+/// Closes the end and forgets its number (its JS object was collected).
+#[napi]
+pub fn end_free(id: u32) {
+    let taken = ENDS.with_borrow_mut(|ends| ends.get_mut(id as usize).and_then(Option::take));
+    drop(taken);
 }
 
 /// Releases queues whose creator closed its unused ends (called at exit).
@@ -97,6 +392,8 @@ pub fn attach_queue(handle: String, role_code: u32) -> Result<NativeEnd> {
 pub fn release_lingering() {
     end::release_lingering(true);
 }
+
+// ---- inspection ----
 
 /// A queue found in /dev/shm.
 #[napi(object)]
@@ -142,153 +439,4 @@ pub fn list_queues() -> Vec<QueueInfo> {
 #[napi]
 pub fn collect_garbage(remove: bool, invalid_too: bool) -> Vec<String> {
     gc::collect(remove, invalid_too)
-}
-
-#[napi]
-impl NativeEnd {
-    #[napi(getter)]
-    pub fn handle(&self) -> String {
-        self.end.queue.name.clone()
-    }
-
-    #[napi(getter)]
-    pub fn capacity(&self) -> u32 {
-        self.end.queue.capacity
-    }
-
-    #[napi(getter)]
-    pub fn slot_size(&self) -> u32 {
-        self.end.queue.slot_size
-    }
-
-    #[napi(getter)]
-    pub fn max_message_size(&self) -> f64 {
-        self.end.queue.max_message_size as f64
-    }
-
-    #[napi(getter)]
-    pub fn size(&self) -> f64 {
-        self.end.queue.size() as f64
-    }
-
-    #[napi(getter)]
-    pub fn closed(&self) -> bool {
-        self.end.is_closed()
-    }
-
-    /// The tag of the message the last `get` returned.
-    #[napi(getter)]
-    pub fn last_tag(&self) -> u32 {
-        self.last_tag
-    }
-
-    /// PUT_DONE, PUT_FULL or PUT_CLOSED (no receiver left).
-    #[napi]
-    pub fn put(&mut self, tag: u32, data: &[u8]) -> Result<u32> {
-        Ok(match self.end.put(tag, data)? {
-            Put::Done => PUT_DONE,
-            Put::Full => PUT_FULL,
-            Put::Closed => PUT_CLOSED,
-        })
-    }
-
-    #[napi]
-    pub fn put_string(&mut self, value: String) -> Result<u32> {
-        self.put(codec::TAG_STRING, value.as_bytes())
-    }
-
-    /// The next message (a string, or an ArrayBuffer with `lastTag`), or
-    /// GET_EMPTY / GET_CLOSED.
-    #[napi(ts_return_type = "ArrayBuffer | string | number")]
-    pub fn get<'env>(
-        &mut self,
-        env: &'env Env,
-    ) -> Result<Either3<ArrayBuffer<'env>, JsString<'env>, u32>> {
-        let got = self.end.get(|tag, bytes| -> Result<_> {
-            if tag == codec::TAG_STRING {
-                let s = std::str::from_utf8(bytes)
-                    .map_err(|_| ShmqError::invalid("a string message is not valid UTF-8"))?;
-                Ok((tag, Either::B(env.create_string(s)?)))
-            } else {
-                Ok((tag, Either::A(ArrayBuffer::copy_from(env, bytes)?)))
-            }
-        })?;
-        Ok(match got {
-            Got::Message(value) => {
-                let (tag, value) = value?;
-                self.last_tag = tag;
-                match value {
-                    Either::A(buffer) => Either3::A(buffer),
-                    Either::B(string) => Either3::B(string),
-                }
-            }
-            Got::Empty => Either3::C(GET_EMPTY),
-            Got::Closed => Either3::C(GET_CLOSED),
-        })
-    }
-
-    /// Current value of the items (0) or space (1) event counter.
-    #[napi]
-    pub fn event(&self, which_code: u32) -> u32 {
-        waiter::event(&self.end.queue, which(which_code))
-            .seq
-            .load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Blocks this thread until the event differs from `seen` or the timeout
-    /// passes (negative = no timeout); may return early. The caller re-checks.
-    #[napi]
-    pub fn wait_sync(&self, which_code: u32, seen: u32, timeout_ms: f64) {
-        let q = &self.end.queue;
-        if let Some(slice) = sync::next_slice(sync::deadline(timeout_ms), waiter::SLICE) {
-            q.wait_slice(waiter::event(q, which(which_code)), seen, slice);
-        }
-    }
-
-    /// Resolves once the event differs from `seen`, after `timeout_ms`
-    /// (negative = none), or on `cancelWatch()`; waits on a dedicated thread.
-    #[napi(ts_return_type = "Promise<void>")]
-    pub fn watch<'env>(
-        &mut self,
-        env: &'env Env,
-        which_code: u32,
-        seen: u32,
-        timeout_ms: f64,
-    ) -> Result<Object<'env>> {
-        let (deferred, promise) = env.create_deferred::<(), Resolver>()?;
-        self.waiter
-            .watch(
-                which(which_code),
-                seen,
-                sync::deadline(timeout_ms),
-                deferred,
-            )
-            .map_err(|e| {
-                ShmqError::new(Code::Os, format!("could not start a waiter thread: {e}"))
-            })?;
-        Ok(promise)
-    }
-
-    #[napi]
-    pub fn cancel_watch(&self) {
-        self.waiter.cancel();
-    }
-
-    /// Messages this end put that no receiver has taken yet.
-    #[napi]
-    pub fn unacked(&self) -> u32 {
-        self.end.unacked()
-    }
-
-    /// True once every receiver that took part has gone.
-    #[napi]
-    pub fn receivers_gone(&self) -> bool {
-        self.end.queue.receivers_gone()
-    }
-
-    #[napi]
-    pub fn close(&mut self) {
-        self.waiter.cancel();
-        self.end.close();
-    }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Longest single futex wait: waiters look at cancellation and at dead
 /// peers this often.
@@ -27,7 +27,6 @@ pub enum Which {
 struct Job {
     which: Which,
     seen: u32,
-    deadline: Option<Instant>,
     epoch: u64,
     deferred: JsDeferred<(), Resolver>,
 }
@@ -55,19 +54,12 @@ impl Waiter {
         }
     }
 
-    /// Resolves `deferred` once the event differs from `seen`, the deadline
-    /// passes, or `cancel` is called.
-    pub fn watch(
-        &mut self,
-        which: Which,
-        seen: u32,
-        deadline: Option<Instant>,
-        deferred: JsDeferred<(), Resolver>,
-    ) -> std::io::Result<()> {
+    /// Resolves `deferred` once the event differs from `seen` or `cancel` is
+    /// called (timeouts are the JS side's).
+    pub fn watch(&mut self, which: Which, seen: u32, deferred: JsDeferred<(), Resolver>) -> std::io::Result<()> {
         let job = Job {
             which,
             seen,
-            deadline,
             epoch: self.epoch.load(SeqCst),
             deferred,
         };
@@ -113,10 +105,7 @@ fn run(queue: &Queue, epoch: &AtomicU64, jobs: mpsc::Receiver<Job>) {
     for job in jobs {
         let ev = event(queue, job.which);
         while epoch.load(SeqCst) == job.epoch && ev.seq.load(SeqCst) == job.seen {
-            match sync::next_slice(job.deadline, SLICE) {
-                Some(d) => queue.wait_slice(ev, job.seen, d),
-                None => break,
-            }
+            queue.wait_slice(ev, job.seen, SLICE);
         }
         job.deferred.resolve(ok);
     }
