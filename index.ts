@@ -336,7 +336,7 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   }
 
   private tryGet(): T | typeof NOTHING {
-    let got: ArrayBuffer | string | number
+    let got: Buffer | string | number
     try {
       got = binding.endGet(this.id, scratch)
     } catch (e) {

@@ -29,9 +29,9 @@ const label = (n) => (n >= GiB ? `${n / GiB} GiB` : n >= MiB ? `${n / MiB} MiB` 
 
 /** Messages per measurement: enough bytes to be steady, few enough to be quick. */
 function countFor(transport, size) {
-  const budget = opts.quick ? 512 * MiB : 2 * GiB
+  const budget = opts.quick ? 1 * GiB : 4 * GiB
   const cap = transport.startsWith('ipc') || opts.quick ? 30_000 : 200_000
-  return Math.max(4, Math.min(cap, Math.floor(budget / size)))
+  return Math.max(6, Math.min(cap, Math.floor(budget / size)))
 }
 
 function measure(cfg) {

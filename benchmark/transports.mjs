@@ -10,11 +10,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createSharedMemoryPair, SharedMemoryReceiver, SharedMemorySender } from 'shmq'
 
-const CAPACITY = 64
+/** Capacity for a message size: up to 64 messages, at most ~32 MiB in flight. */
+const capacityFor = (size) => Math.max(2, Math.min(64, Math.floor((32 * 1024 * 1024) / size)))
 
 const shmq = (sync) => ({
   async receive(cfg, forkPeer, onMessage) {
-    const [tx, rx] = createSharedMemoryPair({ capacity: CAPACITY })
+    const [tx, rx] = createSharedMemoryPair({ capacity: capacityFor(cfg.size) })
     const peer = forkPeer([tx.handle])
     tx.close()
     for (let i = 0; i < cfg.count; i++) onMessage(sync ? rx.getSync() : await rx.get())

@@ -79,13 +79,17 @@ function findUncloneable(value: unknown, seen: Set<object>): string | undefined 
   return undefined
 }
 
-/** A message the addon returned as its own ArrayBuffer. */
-export function decode(tag: number, data: ArrayBuffer): unknown {
-  if (tag === TAG_BUFFER) return Buffer.from(data)
+/** A message the addon returned as a Buffer that owns its whole ArrayBuffer. */
+export function decode(tag: number, data: Buffer): unknown {
+  if (tag === TAG_BUFFER) return data
+  if (tag === TAG_V8) return v8.deserialize(data)
+  return decodeOwn(tag, data.buffer as ArrayBuffer)
+}
+
+function decodeOwn(tag: number, data: ArrayBuffer): unknown {
   if (tag <= TYPED_ARRAYS.length) return new TYPED_ARRAYS[tag - 1](data)
   if (tag === TAG_DATAVIEW) return new DataView(data)
-  if (tag === TAG_ARRAYBUFFER) return data
-  return v8.deserialize(Buffer.from(data))
+  return data
 }
 
 /** A message the addon copied into `scratch[0, length)`: copy it into a value of its own. */
@@ -100,5 +104,5 @@ export function decodeCopy(tag: number, scratch: Buffer, length: number): unknow
   if (tag === TAG_V8) return v8.deserialize(Buffer.from(bytes))
   const own = new ArrayBuffer(length)
   new Uint8Array(own).set(bytes)
-  return decode(tag, own)
+  return decodeOwn(tag, own)
 }

@@ -120,14 +120,21 @@ impl FromNapiValue for Bytes {
         let mut data = std::ptr::null_mut();
         let mut len = 0usize;
         let mut is = false;
-        // SAFETY (all three branches): N-API calls on a value napi-rs handed us,
-        // with out-pointers to locals.
+        // SAFETY: N-API calls on a value napi-rs handed us, with out-pointers
+        // to locals (all three branches).
         unsafe {
             sys::napi_is_typedarray(env, value, &mut is);
             if is {
                 let (mut kind, mut buffer, mut offset) = (0, std::ptr::null_mut(), 0);
-                let status =
-                    sys::napi_get_typedarray_info(env, value, &mut kind, &mut len, &mut data, &mut buffer, &mut offset);
+                let status = sys::napi_get_typedarray_info(
+                    env,
+                    value,
+                    &mut kind,
+                    &mut len,
+                    &mut data,
+                    &mut buffer,
+                    &mut offset,
+                );
                 let element = match kind {
                     sys::TypedarrayType::int16_array | sys::TypedarrayType::uint16_array => 2,
                     sys::TypedarrayType::int32_array
@@ -144,7 +151,14 @@ impl FromNapiValue for Bytes {
             sys::napi_is_dataview(env, value, &mut is);
             if is {
                 let (mut buffer, mut offset) = (std::ptr::null_mut(), 0);
-                let status = sys::napi_get_dataview_info(env, value, &mut len, &mut data, &mut buffer, &mut offset);
+                let status = sys::napi_get_dataview_info(
+                    env,
+                    value,
+                    &mut len,
+                    &mut data,
+                    &mut buffer,
+                    &mut offset,
+                );
                 return check(status, data, len);
             }
             sys::napi_is_arraybuffer(env, value, &mut is);
@@ -153,7 +167,10 @@ impl FromNapiValue for Bytes {
                 return check(status, data, len);
             }
         }
-        Err(Error::new(Status::InvalidArg, "expected a TypedArray, DataView or ArrayBuffer"))
+        Err(Error::new(
+            Status::InvalidArg,
+            "expected a TypedArray, DataView or ArrayBuffer",
+        ))
     }
 }
 
@@ -183,7 +200,11 @@ pub fn create_queue(capacity: u32, slot_size: u32, max_message_size: f64) -> Res
 /// Opens the queue named by `handle` as a sender (0) or receiver (1).
 #[napi]
 pub fn attach_queue(handle: String, role: u32) -> Result<u32> {
-    let role = if role == 0 { Role::Sender } else { Role::Receiver };
+    let role = if role == 0 {
+        Role::Sender
+    } else {
+        Role::Receiver
+    };
     Ok(register(End::attach(&handle, role)?))
 }
 
@@ -238,14 +259,18 @@ fn put(r: &mut Registered, tag: u32, bytes: &[u8]) -> Result<u32> {
 
 /// The next message. A string message comes back as a string; a binary one
 /// of at most `scratch.length` bytes is copied into `scratch` and the result is
-/// `length * 16 + tag`; a larger one comes back as its own ArrayBuffer (tag
-/// from `endLastTag`). GET_EMPTY / GET_CLOSED when there is none.
-#[napi(ts_return_type = "ArrayBuffer | string | number")]
+/// `length * 16 + tag`; a larger one comes back as a Buffer that owns its
+/// whole ArrayBuffer (tag from `endLastTag`). That Buffer is malloc'd without
+/// zero-filling (`napi_create_buffer_copy`): V8 frees it as soon as it is
+/// garbage, so large messages land in memory malloc has already faulted in
+/// (external or pooled buffers, freed only by finalizers, measured slower).
+/// GET_EMPTY / GET_CLOSED when there is none.
+#[napi(ts_return_type = "Buffer | string | number")]
 pub fn end_get<'env>(
     env: &'env Env,
     id: u32,
     mut scratch: Uint8ArraySlice<'env>,
-) -> Result<Either3<ArrayBuffer<'env>, JsString<'env>, f64>> {
+) -> Result<Either3<BufferSlice<'env>, JsString<'env>, f64>> {
     with_end(id, |r| {
         // SAFETY: the scratch buffer is a live JS Uint8Array the caller keeps
         // for this call; nothing else writes it meanwhile.
@@ -261,7 +286,7 @@ pub fn end_get<'env>(
                 scratch[..bytes.len()].copy_from_slice(bytes);
                 Ok(Either3::C((bytes.len() * 16) as f64 + f64::from(tag)))
             } else {
-                Ok(Either3::A(ArrayBuffer::copy_from(env, bytes)?))
+                Ok(Either3::A(BufferSlice::copy_from(env, bytes)?))
             }
         })?;
         r.last_tag = last_tag;
@@ -273,7 +298,7 @@ pub fn end_get<'env>(
     })
 }
 
-/// The tag of the last message `endGet` returned as an ArrayBuffer.
+/// The tag of the last message `endGet` returned as a Buffer.
 #[napi]
 pub fn end_last_tag(id: u32) -> Result<u32> {
     with_end(id, |r| Ok(r.last_tag))
@@ -338,12 +363,19 @@ const SYNC_SPIN_MICROS: u32 = 50;
 /// Resolves once the event differs from `seen` or on `endCancelWatch`;
 /// waits on a dedicated thread, never the libuv pool.
 #[napi(ts_return_type = "Promise<void>")]
-pub fn end_watch<'env>(env: &'env Env, id: u32, which_code: u32, seen: u32) -> Result<Object<'env>> {
+pub fn end_watch<'env>(
+    env: &'env Env,
+    id: u32,
+    which_code: u32,
+    seen: u32,
+) -> Result<Object<'env>> {
     with_end(id, |r| {
         let (deferred, promise) = env.create_deferred::<(), Resolver>()?;
         r.waiter
             .watch(which(which_code), seen, deferred)
-            .map_err(|e| ShmqError::new(Code::Os, format!("could not start a waiter thread: {e}")))?;
+            .map_err(|e| {
+                ShmqError::new(Code::Os, format!("could not start a waiter thread: {e}"))
+            })?;
         Ok(promise)
     })
 }

@@ -56,7 +56,12 @@ impl Waiter {
 
     /// Resolves `deferred` once the event differs from `seen` or `cancel` is
     /// called (timeouts are the JS side's).
-    pub fn watch(&mut self, which: Which, seen: u32, deferred: JsDeferred<(), Resolver>) -> std::io::Result<()> {
+    pub fn watch(
+        &mut self,
+        which: Which,
+        seen: u32,
+        deferred: JsDeferred<(), Resolver>,
+    ) -> std::io::Result<()> {
         let job = Job {
             which,
             seen,
