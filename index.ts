@@ -108,6 +108,8 @@ process.once('exit', () => {
   binding.releaseLingering()
 })
 
+/** put / putString / get as raw native callbacks (the per-message path). */
+const hot = binding.hotPath()
 /** Small messages come back through this buffer and are copied out at once. */
 const scratch = Buffer.allocUnsafeSlow(4096)
 /** How long an async wait spins before it hands over to the waiter thread. */
@@ -265,10 +267,7 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
   private tryPut(tag: number, payload: Payload): boolean {
     let status: number
     try {
-      status =
-        tag === TAG_STRING
-          ? binding.endPutString(this.id, payload as string)
-          : binding.endPut(this.id, tag, payload as ArrayBufferView)
+      status = tag === TAG_STRING ? hot.putString(this.id, payload as string) : hot.put(this.id, tag, payload as ArrayBufferView)
     } catch (e) {
       throw fromNative(e)
     }
@@ -338,7 +337,7 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   private tryGet(): T | typeof NOTHING {
     let got: Buffer | string | number
     try {
-      got = binding.endGet(this.id, scratch)
+      got = hot.get(this.id, scratch)
     } catch (e) {
       throw fromNative(e)
     }

@@ -5,7 +5,7 @@
 //! table), `payload` (segments for large messages), `codec` (tags),
 //! `end` (one queue end), `waiter` (async waits), `process` (liveness),
 //! `gc` (listing and removing queues in /dev/shm).
-//! This file only binds them to JavaScript.
+//! This file and `hot` (raw callbacks for put/get) only bind them to JavaScript.
 //!
 //! Ends live in a per-thread registry and JS refers to them by number: plain
 //! functions with number arguments cost a fraction of napi-rs class methods
@@ -17,6 +17,7 @@ mod codec;
 mod end;
 mod error;
 mod gc;
+mod hot;
 mod layout;
 mod payload;
 mod process;
@@ -28,7 +29,7 @@ mod waiter;
 use end::{End, Got, Put};
 use error::{Code, ShmqError};
 use napi::bindgen_prelude::*;
-use napi::{sys, JsString};
+use napi::sys;
 use napi_derive::napi;
 use queue::Role;
 use std::cell::RefCell;
@@ -94,6 +95,7 @@ pub struct Bytes {
     ptr: *const u8,
     len: usize,
 }
+// (hot.rs reads ptr/len directly for the scratch buffer.)
 
 impl Bytes {
     fn as_slice(&self) -> &[u8] {
@@ -236,69 +238,81 @@ pub fn end_size(id: u32) -> Result<f64> {
     with_end(id, |r| Ok(r.end.queue.size() as f64))
 }
 
-// ---- the hot path ----
+// ---- the hot path (called through hot.rs) ----
 
-/// PUT_DONE, PUT_FULL or PUT_CLOSED (no receiver left).
-#[napi]
-pub fn end_put(id: u32, tag: u32, data: Bytes) -> Result<u32> {
-    with_end(id, |r| put(r, tag, data.as_slice()))
+/// `{ put(id, tag, bytes), putString(id, string), get(id, scratch) }`:
+/// put returns PUT_DONE, PUT_FULL or PUT_CLOSED (no receiver left). get
+/// returns the next message: a string message as a string; a binary one of at
+/// most `scratch.length` bytes copied into `scratch`, as `length * 16 + tag`;
+/// a larger one as a Buffer that owns its whole ArrayBuffer (tag from
+/// `endLastTag`); GET_EMPTY / GET_CLOSED when there is none. That Buffer is
+/// malloc'd without zero-filling (`napi_create_buffer_copy`): V8 frees it as
+/// soon as it is garbage, so large messages land in memory malloc has already
+/// faulted in (external or pooled buffers, freed only by finalizers, were
+/// measured slower).
+#[napi(
+    ts_return_type = "{ put(id: number, tag: number, bytes: ArrayBufferView | ArrayBuffer): number; putString(id: number, value: string): number; get(id: number, scratch: Uint8Array): Buffer | string | number }"
+)]
+pub fn hot_path(env: &Env) -> Result<Unknown<'_>> {
+    let value = hot::functions(env.raw())?;
+    // SAFETY: a valid object just created in this env.
+    unsafe { Unknown::from_napi_value(env.raw(), value) }
 }
 
-#[napi]
-pub fn end_put_string(id: u32, value: String) -> Result<u32> {
-    with_end(id, |r| put(r, codec::TAG_STRING, value.as_bytes()))
-}
-
-fn put(r: &mut Registered, tag: u32, bytes: &[u8]) -> Result<u32> {
-    Ok(match r.end.put(tag, bytes)? {
-        Put::Done => PUT_DONE,
-        Put::Full => PUT_FULL,
-        Put::Closed => PUT_CLOSED,
-    })
-}
-
-/// The next message. A string message comes back as a string; a binary one
-/// of at most `scratch.length` bytes is copied into `scratch` and the result is
-/// `length * 16 + tag`; a larger one comes back as a Buffer that owns its
-/// whole ArrayBuffer (tag from `endLastTag`). That Buffer is malloc'd without
-/// zero-filling (`napi_create_buffer_copy`): V8 frees it as soon as it is
-/// garbage, so large messages land in memory malloc has already faulted in
-/// (external or pooled buffers, freed only by finalizers, measured slower).
-/// GET_EMPTY / GET_CLOSED when there is none.
-#[napi(ts_return_type = "Buffer | string | number")]
-pub fn end_get<'env>(
-    env: &'env Env,
-    id: u32,
-    mut scratch: Uint8ArraySlice<'env>,
-) -> Result<Either3<BufferSlice<'env>, JsString<'env>, f64>> {
+pub(crate) fn put_bytes(id: u32, tag: u32, bytes: &[u8]) -> Result<u32> {
     with_end(id, |r| {
-        // SAFETY: the scratch buffer is a live JS Uint8Array the caller keeps
-        // for this call; nothing else writes it meanwhile.
-        let scratch = unsafe { scratch.as_mut() };
-        let mut last_tag = r.last_tag;
-        let got = r.end.get(|tag, bytes| -> Result<_> {
-            last_tag = tag;
-            if tag == codec::TAG_STRING {
-                let s = std::str::from_utf8(bytes)
-                    .map_err(|_| ShmqError::invalid("a string message is not valid UTF-8"))?;
-                Ok(Either3::B(env.create_string(s)?))
-            } else if bytes.len() <= scratch.len() {
-                scratch[..bytes.len()].copy_from_slice(bytes);
-                Ok(Either3::C((bytes.len() * 16) as f64 + f64::from(tag)))
-            } else {
-                Ok(Either3::A(BufferSlice::copy_from(env, bytes)?))
-            }
-        })?;
-        r.last_tag = last_tag;
-        Ok(match got {
-            Got::Message(value) => value?,
-            Got::Empty => Either3::C(GET_EMPTY),
-            Got::Closed => Either3::C(GET_CLOSED),
+        Ok(match r.end.put(tag, bytes)? {
+            Put::Done => PUT_DONE,
+            Put::Full => PUT_FULL,
+            Put::Closed => PUT_CLOSED,
         })
     })
 }
 
-/// The tag of the last message `endGet` returned as a Buffer.
+/// What `get` hands to the function that builds the JS value.
+pub(crate) enum Message<'a> {
+    /// GET_EMPTY or GET_CLOSED.
+    Number(f64),
+    /// Fits the scratch buffer.
+    Small {
+        tag: u32,
+        bytes: &'a [u8],
+    },
+    Text(&'a str),
+    Large(&'a [u8]),
+}
+
+/// Takes the next message and calls `make` with it while its slot is held.
+pub(crate) fn get_message(
+    id: u32,
+    mut make: impl FnMut(Message) -> sys::napi_status,
+    scratch_len: usize,
+) -> Result<sys::napi_status> {
+    with_end(id, |r| {
+        let mut last_tag = r.last_tag;
+        let got = r.end.get(|tag, bytes| -> Result<_> {
+            last_tag = tag;
+            Ok(make(if tag == codec::TAG_STRING {
+                Message::Text(
+                    std::str::from_utf8(bytes)
+                        .map_err(|_| ShmqError::invalid("a string message is not valid UTF-8"))?,
+                )
+            } else if bytes.len() <= scratch_len {
+                Message::Small { tag, bytes }
+            } else {
+                Message::Large(bytes)
+            }))
+        })?;
+        r.last_tag = last_tag;
+        match got {
+            Got::Message(status) => status,
+            Got::Empty => Ok(make(Message::Number(GET_EMPTY))),
+            Got::Closed => Ok(make(Message::Number(GET_CLOSED))),
+        }
+    })
+}
+
+/// The tag of the last message `get` returned as a Buffer.
 #[napi]
 pub fn end_last_tag(id: u32) -> Result<u32> {
     with_end(id, |r| Ok(r.last_tag))

@@ -1,0 +1,204 @@
+//! `put` and `get` as raw N-API callbacks. napi-rs's generated wrappers open
+//! a borrow-tracking scope per call (a lock and allocations); at a few
+//! hundred nanoseconds per message that was a third of the cost. These two
+//! read their arguments and build their results with plain N-API calls.
+
+use crate::error::ShmqError;
+use napi::sys;
+use std::cell::RefCell;
+use std::ffi::{c_char, c_void, CString};
+use std::ptr;
+
+type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+
+/// An object `{ put, putString, get }` of raw functions (see lib.rs for what they do).
+pub fn functions(env: sys::napi_env) -> napi::Result<sys::napi_value> {
+    let mut object = ptr::null_mut();
+    // SAFETY: N-API calls on the current env with out-pointers to locals.
+    unsafe {
+        check(sys::napi_create_object(env, &mut object))?;
+        for (name, callback) in [
+            (c"put", put as Callback),
+            (c"putString", put_string as Callback),
+            (c"get", get as Callback),
+        ] {
+            let mut f = ptr::null_mut();
+            check(sys::napi_create_function(
+                env,
+                name.as_ptr(),
+                name.count_bytes() as isize,
+                Some(callback),
+                ptr::null_mut(),
+                &mut f,
+            ))?;
+            check(sys::napi_set_named_property(env, object, name.as_ptr(), f))?;
+        }
+    }
+    Ok(object)
+}
+
+fn check(status: sys::napi_status) -> napi::Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(napi::Error::from_reason(format!(
+            "N-API call failed with status {status}"
+        )))
+    }
+}
+
+/// Runs `body` with up to three arguments; errors and panics become JS
+/// exceptions (a panic never crosses into Node).
+unsafe fn call(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+    body: impl FnOnce([sys::napi_value; 3]) -> napi::Result<sys::napi_value>,
+) -> sys::napi_value {
+    let mut argc = 3usize;
+    let mut argv = [ptr::null_mut(); 3];
+    // SAFETY: argv has room for argc values.
+    let status = unsafe {
+        sys::napi_get_cb_info(
+            env,
+            info,
+            &mut argc,
+            argv.as_mut_ptr(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    let result = if status != sys::Status::napi_ok {
+        Err(napi::Error::from_reason("bad arguments"))
+    } else {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(argv))).unwrap_or_else(|_| {
+            Err(napi::Error::from_reason(
+                "ERR_SHMQ_INVALID: internal error (panic) in shmq",
+            ))
+        })
+    };
+    match result {
+        Ok(value) => value,
+        Err(e) => {
+            let message = CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
+            // SAFETY: a NUL-terminated message on the current env.
+            unsafe { sys::napi_throw_error(env, ptr::null(), message.as_ptr()) };
+            ptr::null_mut()
+        }
+    }
+}
+
+unsafe fn to_u32(env: sys::napi_env, value: sys::napi_value) -> napi::Result<u32> {
+    let mut n = 0u32;
+    // SAFETY: out-pointer to a local.
+    check(unsafe { sys::napi_get_value_uint32(env, value, &mut n) })?;
+    Ok(n)
+}
+
+unsafe fn from_u32(env: sys::napi_env, n: u32) -> napi::Result<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    // SAFETY: out-pointer to a local.
+    check(unsafe { sys::napi_create_uint32(env, n, &mut v) })?;
+    Ok(v)
+}
+
+/// `put(id, tag, bytes)`: PUT_DONE / PUT_FULL / PUT_CLOSED.
+unsafe extern "C" fn put(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: called by Node with a valid env and callback info.
+    unsafe {
+        call(env, info, |[id, tag, data]| {
+            let (id, tag) = (to_u32(env, id)?, to_u32(env, tag)?);
+            let bytes =
+                <crate::Bytes as napi::bindgen_prelude::FromNapiValue>::from_napi_value(env, data)?;
+            from_u32(env, crate::put_bytes(id, tag, bytes.as_slice())?)
+        })
+    }
+}
+
+thread_local! {
+    /// Reused buffer for the UTF-8 bytes of string messages.
+    static UTF8: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `putString(id, string)`: as `put`, for a string (sent as UTF-8).
+unsafe extern "C" fn put_string(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: called by Node with a valid env and callback info.
+    unsafe {
+        call(env, info, |[id, value, _]| {
+            let id = to_u32(env, id)?;
+            let mut len = 0usize;
+            check(sys::napi_get_value_string_utf8(
+                env,
+                value,
+                ptr::null_mut(),
+                0,
+                &mut len,
+            ))?;
+            UTF8.with_borrow_mut(|buf| {
+                buf.resize(len + 1, 0);
+                let mut written = 0usize;
+                check(sys::napi_get_value_string_utf8(
+                    env,
+                    value,
+                    buf.as_mut_ptr().cast::<c_char>(),
+                    buf.len(),
+                    &mut written,
+                ))?;
+                from_u32(
+                    env,
+                    crate::put_bytes(id, crate::codec::TAG_STRING, &buf[..written])?,
+                )
+            })
+        })
+    }
+}
+
+/// `get(id, scratch)`: see `end_get` in lib.rs for the results.
+unsafe extern "C" fn get(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: called by Node with a valid env and callback info.
+    unsafe {
+        call(env, info, |[id, scratch, _]| {
+            let id = to_u32(env, id)?;
+            let scratch = <crate::Bytes as napi::bindgen_prelude::FromNapiValue>::from_napi_value(
+                env, scratch,
+            )?;
+            let mut out = ptr::null_mut();
+            let status = crate::get_message(
+                id,
+                |message| match message {
+                    crate::Message::Number(n) => sys::napi_create_double(env, n, &mut out),
+                    crate::Message::Small { tag, bytes } => {
+                        let room = scratch.len.min(bytes.len());
+                        // Small messages fit the scratch buffer by construction (len <= scratch.len).
+                        ptr::copy_nonoverlapping(bytes.as_ptr(), scratch.ptr.cast_mut(), room);
+                        sys::napi_create_double(
+                            env,
+                            (bytes.len() * 16) as f64 + f64::from(tag),
+                            &mut out,
+                        )
+                    }
+                    crate::Message::Text(text) => sys::napi_create_string_utf8(
+                        env,
+                        text.as_ptr().cast(),
+                        text.len() as isize,
+                        &mut out,
+                    ),
+                    crate::Message::Large(bytes) => sys::napi_create_buffer_copy(
+                        env,
+                        bytes.len(),
+                        bytes.as_ptr().cast::<c_void>(),
+                        ptr::null_mut(),
+                        &mut out,
+                    ),
+                },
+                scratch.len,
+            )?;
+            check(status).map_err(|_| {
+                napi::Error::from(ShmqError::invalid("could not create the received value"))
+            })?;
+            Ok(out)
+        })
+    }
+}
