@@ -6,7 +6,7 @@ import { createSharedMemoryPair } from 'shmq'
 import { run } from './helpers.mjs'
 
 // Offsets from src/layout.rs.
-const SLOTS = 17024
+const SLOTS = 33408
 const header = { magic: 0, version: 8, capacity: 16, slotSize: 20, slotStride: 28, totalSize: 40, slotsOffset: 48 }
 const slot = { seq: 0, len: 8, tag: 16, kind: 20, payloadId: 32 }
 

@@ -94,12 +94,12 @@ function decodeOwn(tag: number, data: ArrayBuffer): unknown {
 
 /** A message the addon copied into `scratch[0, length)`: copy it into a value of its own. */
 export function decodeCopy(tag: number, scratch: Buffer, length: number): unknown {
-  const bytes = scratch.subarray(0, length)
   if (tag === TAG_BUFFER) {
     const out = Buffer.allocUnsafe(length)
-    bytes.copy(out)
+    scratch.copy(out, 0, 0, length)
     return out
   }
+  const bytes = scratch.subarray(0, length)
   // v8.deserialize may return views into its input: give it a copy.
   if (tag === TAG_V8) return v8.deserialize(Buffer.from(bytes))
   const own = new ArrayBuffer(length)

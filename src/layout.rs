@@ -16,10 +16,10 @@
 //! ```text
 //! offset            size                 what
 //! 0                 HEADER_SIZE (640)    Header
-//! 640               MAX_ENDS * 64        EndEntry[MAX_ENDS]   (the end table)
+//! 640               MAX_ENDS * 128       EndEntry[MAX_ENDS]   (the end table)
 //! slots_offset      capacity * stride    Slot[capacity]
 //! ```
-//! `slots_offset = HEADER_SIZE + MAX_ENDS * 64` (= 17024) and
+//! `slots_offset = HEADER_SIZE + MAX_ENDS * 128` (= 33408) and
 //! `stride = SLOT_HEADER_SIZE + round_up(slot_size, 64)`; the segment is
 //! `slots_offset + capacity * stride` bytes (`Header::total_size`).
 //!
@@ -172,7 +172,9 @@ pub struct Header {
 }
 pub const HEADER_SIZE: usize = std::mem::size_of::<Header>();
 
-/// One end taking part (a sender or receiver object in some process). 64 bytes.
+/// One end taking part (a sender or receiver object in some process).
+/// 128 bytes: what the end itself writes on every message (`working`) and
+/// what receivers write for it (`acked`) are on different cache lines.
 #[repr(C)]
 pub struct EndEntry {
     /// 0: atomic, one of the `END_*` values.
@@ -182,14 +184,16 @@ pub struct EndEntry {
     /// 8: atomic, that process's start time (clock ticks since boot, field 22
     /// of `/proc/<pid>/stat`), so a reused pid is not taken for the end's.
     pub start_time: AtomicU64,
-    /// 16: atomic, `(generation << 32) | consumed`: a receiver that consumes a
+    /// 16: atomic, the ring position this end is claiming, or `u64::MAX`.
+    pub working: AtomicU64,
+    /// 24: reserved, 0.
+    pub _reserved0: [u64; 5],
+    /// 64: atomic, `(generation << 32) | consumed`: a receiver that consumes a
     /// message from this end increments `consumed` if the generation matches
     /// the one recorded in the slot. The generation changes on every claim.
     pub acked: AtomicU64,
-    /// 24: atomic, the ring position this end is claiming, or `u64::MAX`.
-    pub working: AtomicU64,
-    /// 32: reserved, 0.
-    pub _reserved: [u64; 4],
+    /// 72: reserved, 0.
+    pub _reserved1: [u64; 7],
 }
 
 /// The fixed part of a slot; `slot_size` inline bytes follow. 64 bytes.
@@ -253,13 +257,14 @@ mod tests {
         assert_eq!(offset_of!(Header, tail), 256);
         assert_eq!(offset_of!(Header, items), 384);
         assert_eq!(offset_of!(Header, space), 512);
-        assert_eq!(size_of::<EndEntry>(), 64);
-        assert_eq!(offset_of!(EndEntry, working), 24);
+        assert_eq!(size_of::<EndEntry>(), 128);
+        assert_eq!(offset_of!(EndEntry, working), 16);
+        assert_eq!(offset_of!(EndEntry, acked), 64);
         assert_eq!(size_of::<SlotHeader>(), SLOT_HEADER_SIZE);
         assert_eq!(offset_of!(SlotHeader, payload_id), 32);
         assert_eq!(size_of::<PayloadHeader>(), PAYLOAD_HEADER_SIZE);
         assert_eq!(offset_of!(PayloadHeader, queue_id), 24);
-        assert_eq!(SLOTS_OFFSET, 17024);
+        assert_eq!(SLOTS_OFFSET, 33408);
         assert_eq!(slot_stride(1), 128);
         assert_eq!(slot_stride(64), 128);
     }

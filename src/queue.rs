@@ -491,7 +491,7 @@ impl Queue {
             let seq = self.seq(t).load(Acquire);
             let (spos, state) = (seq >> 2, seq & 3);
             if spos == t && state == SLOT_EMPTY {
-                me.working.store(t, SeqCst);
+                me.working.store(t, Relaxed); // published by the CAS below (release)
                 if self
                     .seq(t)
                     .compare_exchange(seq, t << 2 | SLOT_WRITING, AcqRel, Relaxed)
@@ -546,7 +546,7 @@ impl Queue {
             let seq = self.seq(p).load(Acquire);
             let (spos, state) = (seq >> 2, seq & 3);
             if spos == p && state == SLOT_FULL {
-                me.working.store(p, SeqCst);
+                me.working.store(p, Relaxed); // published by the CAS below (release)
                 if self
                     .seq(p)
                     .compare_exchange(seq, p << 2 | SLOT_READING, AcqRel, Relaxed)
