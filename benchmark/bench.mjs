@@ -30,7 +30,7 @@ const label = (n) => (n >= GiB ? `${n / GiB} GiB` : n >= MiB ? `${n / MiB} MiB` 
 /** Messages per measurement: enough bytes to be steady, few enough to be quick. */
 function countFor(transport, size) {
   const budget = opts.quick ? 1 * GiB : 4 * GiB
-  const cap = transport.startsWith('ipc') || opts.quick ? 30_000 : 200_000
+  const cap = opts.quick ? 30_000 : transport.startsWith('ipc') ? 200_000 : 1_000_000
   return Math.max(6, Math.min(cap, Math.floor(budget / size)))
 }
 

@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createSharedMemoryPair, SharedMemoryReceiver, SharedMemorySender } from 'shmq'
 
-/** Capacity for a message size: up to 64 messages, at most ~32 MiB in flight. */
-const capacityFor = (size) => Math.max(2, Math.min(64, Math.floor((32 * 1024 * 1024) / size)))
+/** Capacity for a message size: about 1 MiB in flight (2 to 64 messages); a
+ * small ring stays in cache, and large messages reuse their payload segments. */
+const capacityFor = (size) => Math.max(2, Math.min(64, Math.floor((1024 * 1024) / size)))
 
 const shmq = (sync) => ({
   async receive(cfg, forkPeer, onMessage) {

@@ -1,5 +1,5 @@
-// Loads the native addon: a locally built `shmq.<platform>.node`, else the
-// prebuilt `shmq-<platform>` package npm chose for this machine.
+// Loads the native addon: the prebuilt `shmq-<platform>` package npm chose for
+// this machine, else a locally built `shmq.<platform>.node` (a source checkout).
 import type * as Native from '../native'
 import { ShmqError } from './errors'
 
@@ -17,7 +17,7 @@ function platformSuffix(): string {
 function load(): Binding {
   const suffix = platformSuffix()
   const tried: string[] = []
-  for (const id of [`../shmq.${suffix}.node`, `shmq-${suffix}`]) {
+  for (const id of [`shmq-${suffix}`, `../shmq.${suffix}.node`]) {
     try {
       return require(id) as Binding
     } catch (e) {
@@ -26,8 +26,9 @@ function load(): Binding {
   }
   throw new ShmqError(
     'ERR_SHMQ_UNSUPPORTED_PLATFORM',
-    `shmq has no native addon for ${suffix}. Linux x64 (glibc) is built and tested; on other platforms ` +
-      `build from source with a Rust toolchain (npm install --build-from-source) or use another transport. Tried:\n  ` +
+    `shmq has no native addon for ${suffix}. Prebuilt addons exist for Linux (x64 and arm64, glibc and musl); ` +
+      `the macOS and Windows backends are not written yet. On Linux, reinstall without --omit=optional, or build ` +
+      `from a source checkout (npm install there needs a Rust toolchain). Tried:\n  ` +
       tried.join('\n  '),
   )
 }
