@@ -113,7 +113,7 @@ const hot = binding.hotPath()
 /** Small messages come back through this buffer and are copied out at once. */
 const scratch = Buffer.allocUnsafeSlow(4096)
 /** How long an async wait spins before it hands over to the waiter thread. */
-const ASYNC_SPIN_MICROS = 20
+const ASYNC_SPIN_MICROS = 50
 /** tryGet's "nothing yet" (a message may itself be undefined). */
 const NOTHING: unique symbol = Symbol('nothing')
 

@@ -93,7 +93,7 @@ for (const size of [64, 4 * KiB]) {
     const samples = []
     for (let r = 0; r < runs; r++) {
       progress(`round trip ${label(size)} ${transport} run ${r + 1}/${runs}`)
-      samples.push(await measure({ transport, mode: 'rtt', size, count: opts.quick ? 5_000 : 20_000, warmup: 1_000 }))
+      samples.push(await measure({ transport, mode: 'rtt', size, count: opts.quick ? 10_000 : 50_000, warmup: opts.quick ? 2_000 : 5_000 }))
     }
     results.rtt[`${transport}|${size}`] = {
       p50: median(samples.map((s) => s.p50)),
