@@ -7,6 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { drawChart } from './chart.mjs'
 import { transports } from './transports.mjs'
 
 const { values: opts } = parseArgs({
@@ -140,5 +141,6 @@ const out = fileURLToPath(new URL('./results/', import.meta.url))
 mkdirSync(out, { recursive: true })
 writeFileSync(`${out}results.md`, markdown)
 writeFileSync(`${out}results.json`, JSON.stringify(results, null, 2))
+await drawChart(results)
 console.log(markdown)
-console.log(`written to benchmark/results/results.md and results.json`)
+console.log(`written to benchmark/results/results.md, results.json and throughput.svg`)

@@ -5,7 +5,7 @@ use crate::codec;
 use crate::error::{Code, ShmqError};
 use crate::layout::{KIND_INLINE, KIND_PAYLOAD, KIND_VOID};
 use crate::payload::{Cache, Pool};
-use crate::queue::{Member, Message, Queue, Role};
+use crate::queue::{Claimed, Member, Message, Queue, Role};
 use crate::segment::Segment;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
@@ -210,20 +210,15 @@ impl End {
     pub fn get<T>(&mut self, read: impl FnOnce(u32, &[u8]) -> T) -> Result<Got<T>, ShmqError> {
         let m = self.take_part()?;
         let q = self.queue.clone();
-        let c = loop {
-            match q.claim_head(&m)? {
-                // Left by a producer that died while writing: skip it.
-                Some(c) if c.kind == KIND_VOID => q.free(&m, &c),
-                Some(c) => break c,
-                // Empty. Closed only if every sender had gone *before* a
-                // second look also found nothing (a sender may publish, then close).
-                None if q.senders_gone() => match q.claim_head(&m)? {
-                    Some(c) if c.kind == KIND_VOID => q.free(&m, &c),
-                    Some(c) => break c,
-                    None => return Ok(Got::Closed),
-                },
-                None => return Ok(Got::Empty),
-            }
+        // Empty means closed only if every sender had gone *before* a second
+        // look also found nothing (a sender may publish, then close).
+        let c = match next_message(&q, &m)? {
+            Some(c) => c,
+            None if q.senders_gone() => match next_message(&q, &m)? {
+                Some(c) => c,
+                None => return Ok(Got::Closed),
+            },
+            None => return Ok(Got::Empty),
         };
         stall_if_testing("get");
         let bytes = if !codec::valid(c.tag, c.len) {
@@ -288,6 +283,17 @@ impl End {
             crate::queue::unlink_payloads(self.queue.id);
         }
         release_lingering(false);
+    }
+}
+
+/// Claims the oldest message, skipping the void ones producers that died
+/// while writing left behind.
+fn next_message(q: &Queue, m: &Member) -> Result<Option<Claimed>, ShmqError> {
+    loop {
+        match q.claim_head(m)? {
+            Some(c) if c.kind == KIND_VOID => q.free(m, &c),
+            claimed => return Ok(claimed),
+        }
     }
 }
 
