@@ -155,7 +155,7 @@ impl End {
     /// Enqueues one message if there is room.
     pub fn put(&mut self, tag: u32, data: &[u8]) -> Result<Put, ShmqError> {
         let m = self.take_part()?;
-        let q = self.queue.clone();
+        let q = &self.queue;
         let len = data.len() as u64;
         if len > q.max_message_size {
             return Err(ShmqError::new(
@@ -209,12 +209,12 @@ impl End {
     /// out) while the slot is held.
     pub fn get<T>(&mut self, read: impl FnOnce(u32, &[u8]) -> T) -> Result<Got<T>, ShmqError> {
         let m = self.take_part()?;
-        let q = self.queue.clone();
+        let q = &self.queue;
         // Empty means closed only if every sender had gone *before* a second
         // look also found nothing (a sender may publish, then close).
-        let c = match next_message(&q, &m)? {
+        let c = match next_message(q, &m)? {
             Some(c) => c,
-            None if q.senders_gone() => match next_message(&q, &m)? {
+            None if q.senders_gone() => match next_message(q, &m)? {
                 Some(c) => c,
                 None => return Ok(Got::Closed),
             },
