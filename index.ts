@@ -128,20 +128,31 @@ abstract class QueueEnd {
   readonly handle: string
   /** Messages the queue holds at most. */
   readonly capacity: number
-  protected readonly id: number
-  protected readonly watch: EventWatch
-  private readonly ref: WeakRef<QueueEnd>
-  private closed = false
+  // Private fields are skipped by structured clone, so an end put in
+  // `workerData` or sent with 'advanced' serialization arrives as
+  // `{ handle, capacity }`, which `attach` accepts.
+  readonly #id: number
+  readonly #watch: EventWatch
+  readonly #ref: WeakRef<QueueEnd>
+  #closed = false
 
   protected constructor(id: number, which: typeof ITEMS | typeof SPACE) {
-    this.id = id
+    this.#id = id
     const info = binding.endInfo(id)
     this.handle = info.handle
     this.capacity = info.capacity
-    this.watch = new EventWatch(id, which)
-    this.ref = new WeakRef(this)
-    openEnds.add(this.ref)
-    forget.register(this, { id, ref: this.ref }, this)
+    this.#watch = new EventWatch(id, which)
+    this.#ref = new WeakRef(this)
+    openEnds.add(this.#ref)
+    forget.register(this, { id, ref: this.#ref }, this)
+  }
+
+  protected get id(): number {
+    return this.#id
+  }
+
+  protected get watch(): EventWatch {
+    return this.#watch
   }
 
   /** Messages waiting in the queue now. */
@@ -161,10 +172,10 @@ abstract class QueueEnd {
 
   /** Stops this end taking part; idempotent. */
   close(): void {
-    if (this.closed) return
-    this.closed = true
-    binding.endClose(this.id)
-    openEnds.delete(this.ref)
+    if (this.#closed) return
+    this.#closed = true
+    binding.endClose(this.#id)
+    openEnds.delete(this.#ref)
   }
 
   [Symbol.dispose](): void {
@@ -217,7 +228,7 @@ const empty = (): Error => new QueueEmptyError()
 
 export class SharedMemorySender<T = unknown> extends QueueEnd {
   /** Opens the queue named by `handle` (from either end) as a sender, in any process or thread. */
-  static attach<T = unknown>(handle: string): SharedMemorySender<T> {
+  static attach<T = unknown>(handle: Handle): SharedMemorySender<T> {
     return new SharedMemorySender<T>(attachNative(handle, SENDER))
   }
 
@@ -284,7 +295,7 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
 
 export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements AsyncIterable<T> {
   /** Opens the queue named by `handle` (from either end) as a receiver, in any process or thread. */
-  static attach<T = unknown>(handle: string): SharedMemoryReceiver<T> {
+  static attach<T = unknown>(handle: Handle): SharedMemoryReceiver<T> {
     return new SharedMemoryReceiver<T>(attachNative(handle, RECEIVER))
   }
 
@@ -356,7 +367,11 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   }
 }
 
-function attachNative(handle: string, role: number): number {
+/** A handle, or an end as structured clone delivers it (`{ handle, capacity }`). */
+export type Handle = string | { readonly handle: string }
+
+function attachNative(from: Handle, role: number): number {
+  const handle = typeof from === 'object' && from !== null ? from.handle : from
   if (typeof handle !== 'string') throw new TypeError(`handle must be a string, got ${typeof handle}`)
   if (handle.length > MAX_HANDLE_LENGTH) throw new TypeError(`handle is longer than ${MAX_HANDLE_LENGTH} characters`)
   return native(() => binding.attachQueue(handle, role))

@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { pipeline } from 'node:stream/promises'
 import { Readable } from 'node:stream'
 import { Worker } from 'node:worker_threads'
+import { fork } from 'node:child_process'
 import { crc32 } from 'node:zlib'
 import { createSharedMemoryPair } from 'shmq'
 import { fixture, run } from './helpers.mjs'
@@ -18,10 +19,11 @@ test('cluster: a primary feeds three workers; every message is taken exactly onc
   t.is(reports.reduce((s, r) => s + r.sum, 0), expected)
 })
 
-test('worker_threads: a worker attaches by handle from workerData', async (t) => {
+test('worker_threads: a worker attaches from workerData (an end itself, or its handle)', async (t) => {
   const [tx, workerRx] = createSharedMemoryPair({ capacity: 4 })
   const [workerTx, rx] = createSharedMemoryPair({ capacity: 4 })
-  const worker = new Worker(fixture('thread-echo.mjs'), { workerData: { rx: workerRx.handle, tx: `${workerTx}` } })
+  // workerData is structured-cloned: the end arrives as { handle, capacity }.
+  const worker = new Worker(fixture('thread-echo.mjs'), { workerData: { rx: workerRx, tx: `${workerTx}` } })
   const exited = once(worker, 'exit')
   workerRx.close()
   workerTx.close()
@@ -50,3 +52,18 @@ test('streams: pipeline into sender.writable() reaches a child reading receiver.
     chunks: chunks.length,
   })
 })
+
+for (const serialization of ['json', 'advanced']) {
+  test(`child.send({ rx: receiver }) carries the queue with '${serialization}' serialization`, async (t) => {
+    const [tx, rx] = createSharedMemoryPair()
+    const child = fork(fixture('send-attach.mjs'), { serialization, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    const reply = once(child, 'message')
+    const exited = once(child, 'exit')
+    child.send({ rx })
+    rx.close()
+    await tx.put({ via: serialization })
+    t.deepEqual((await reply)[0], { via: serialization })
+    tx.close()
+    t.deepEqual(await exited, [0, null])
+  })
+}
