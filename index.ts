@@ -8,7 +8,9 @@ import { decode, decodeCopy, serialize, tagOf, TAG_STRING, TAG_V8, type Payload 
 import {
   abortError,
   fromNative,
+  invalidType,
   native,
+  outOfRange,
   QueueClosedError,
   QueueEmptyError,
   QueueFullError,
@@ -65,9 +67,9 @@ const RECEIVER = 1
 function integerOption(options: object, name: string, fallback: number, min: number, max: number): number {
   const value: unknown = (options as Record<string, unknown>)[name]
   if (value === undefined) return fallback
-  if (typeof value !== 'number') throw new TypeError(`options.${name} must be a number, got ${typeof value}`)
+  if (typeof value !== 'number') throw invalidType(`options.${name} must be a number, got ${typeof value}`)
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`options.${name} must be an integer from ${min} to ${max}, got ${value}`)
+    throw outOfRange(`options.${name} must be an integer from ${min} to ${max}, got ${value}`)
   }
   return value
 }
@@ -75,19 +77,19 @@ function integerOption(options: object, name: string, fallback: number, min: num
 /** Checks per-call options; returns the deadline (ms since epoch) if any. */
 function waitDeadline(options: WaitOptions | undefined): number | undefined {
   if (options === undefined) return undefined
-  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object')
+  if (typeof options !== 'object' || options === null) throw invalidType('options must be an object')
   const { timeout, block } = options
-  if (block !== undefined && typeof block !== 'boolean') throw new TypeError('options.block must be a boolean')
+  if (block !== undefined && typeof block !== 'boolean') throw invalidType('options.block must be a boolean')
   if (timeout === undefined) return undefined
   if (typeof timeout !== 'number' || Number.isNaN(timeout) || timeout < 0) {
-    throw new RangeError(`options.timeout must be a number of milliseconds >= 0, got ${String(timeout)}`)
+    throw outOfRange(`options.timeout must be a number of milliseconds >= 0, got ${String(timeout)}`)
   }
   return Date.now() + timeout
 }
 
 function checkSignal(signal: unknown): AbortSignal | undefined {
   if (signal === undefined) return undefined
-  if (!(signal instanceof AbortSignal)) throw new TypeError('options.signal must be an AbortSignal')
+  if (!(signal instanceof AbortSignal)) throw invalidType('options.signal must be an AbortSignal')
   return signal
 }
 
@@ -372,8 +374,8 @@ export type Handle = string | { readonly handle: string }
 
 function attachNative(from: Handle, role: number): number {
   const handle = typeof from === 'object' && from !== null ? from.handle : from
-  if (typeof handle !== 'string') throw new TypeError(`handle must be a string, got ${typeof handle}`)
-  if (handle.length > MAX_HANDLE_LENGTH) throw new TypeError(`handle is longer than ${MAX_HANDLE_LENGTH} characters`)
+  if (typeof handle !== 'string') throw invalidType(`handle must be a string, got ${typeof handle}`)
+  if (handle.length > MAX_HANDLE_LENGTH) throw invalidType(`handle is longer than ${MAX_HANDLE_LENGTH} characters`)
   return native(() => binding.attachQueue(handle, role))
 }
 
@@ -381,7 +383,7 @@ function attachNative(from: Handle, role: number): number {
 export function createSharedMemoryPair<T = unknown>(
   options: QueueOptions = {},
 ): [SharedMemorySender<T>, SharedMemoryReceiver<T>] {
-  if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object')
+  if (typeof options !== 'object' || options === null) throw invalidType('options must be an object')
   const capacity = integerOption(options, 'capacity', DEFAULT_CAPACITY, 1, MAX_CAPACITY)
   const slotSize = integerOption(options, 'slotSize', DEFAULT_SLOT_SIZE, 0, MAX_SLOT_SIZE)
   const maxLength = bufferConstants.MAX_LENGTH

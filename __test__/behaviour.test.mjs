@@ -4,9 +4,9 @@ import { createSharedMemoryPair, SharedMemoryReceiver, SharedMemorySender, Queue
 import { shmNames } from './helpers.mjs'
 
 test('bad options throw TypeError / RangeError naming the option', (t) => {
-  t.throws(() => createSharedMemoryPair({ capacity: 0 }), { instanceOf: RangeError, message: /capacity/ })
+  t.throws(() => createSharedMemoryPair({ capacity: 0 }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message: /capacity/ })
   t.throws(() => createSharedMemoryPair({ capacity: 1.5 }), { instanceOf: RangeError, message: /capacity/ })
-  t.throws(() => createSharedMemoryPair({ capacity: '4' }), { instanceOf: TypeError, message: /capacity/ })
+  t.throws(() => createSharedMemoryPair({ capacity: '4' }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /capacity/ })
   t.throws(() => createSharedMemoryPair({ slotSize: -1 }), { instanceOf: RangeError, message: /slotSize/ })
   t.throws(() => createSharedMemoryPair({ maxMessageSize: 2 ** 40 }), { instanceOf: RangeError, message: /maxMessageSize/ })
   t.throws(() => createSharedMemoryPair(null), { instanceOf: TypeError })

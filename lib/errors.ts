@@ -64,6 +64,16 @@ export class NotCloneableError extends TypeError {
   }
 }
 
+/** A `TypeError` for an argument of the wrong type, with Node's code for it. */
+export function invalidType(message: string): TypeError {
+  return Object.assign(new TypeError(message), { code: 'ERR_INVALID_ARG_TYPE' as const })
+}
+
+/** A `RangeError` for an argument out of range, with Node's code for it. */
+export function outOfRange(message: string): RangeError {
+  return Object.assign(new RangeError(message), { code: 'ERR_OUT_OF_RANGE' as const })
+}
+
 /** The error Node's own APIs reject with when an AbortSignal fires. */
 export class AbortError extends Error {
   readonly code = 'ABORT_ERR' as const
