@@ -1,9 +1,11 @@
 // Nothing of a queue is left in /dev/shm once every process has closed or exited.
 import test from 'ava'
 import { execFileSync } from 'node:child_process'
+import { once } from 'node:events'
+import { Worker } from 'node:worker_threads'
 import { fileURLToPath } from 'node:url'
 import { createSharedMemoryPair, SharedMemoryReceiver } from 'shmq'
-import { run, shmNames } from './helpers.mjs'
+import { fixture, run, shmNames } from './helpers.mjs'
 
 for (const how of ['natural exit', 'exit']) {
   test(`a creator that ends by ${how} without closing leaves the queue to its attached receiver, then nothing`, async (t) => {
@@ -98,4 +100,14 @@ test.serial('after a crash, the next shmq start removes the dead queue', async (
   const { code } = await run('creator.mjs', ['exit'], { onMessage: (_, child) => child.send('go') })
   t.is(code, 0)
   t.deepEqual(shmNames(handle), [], 'removed by the first queue the new process created')
+})
+
+test.serial('a worker that is terminate()d releases the queues it kept for late attachers', async (t) => {
+  const worker = new Worker(fixture('worker-creator.mjs'))
+  const [handle] = await once(worker, 'message')
+  await new Promise((r) => setTimeout(r, 50))
+  t.true(shmNames(handle).length > 0, 'kept while nobody has attached')
+  await worker.terminate()
+  await new Promise((r) => setTimeout(r, 100))
+  t.deepEqual(shmNames(handle), [], 'released when the worker thread ended')
 })

@@ -50,10 +50,21 @@ struct Registered {
     last_tag: u32,
 }
 
+/// The ends of one JS thread (main or worker), by number.
+#[derive(Default)]
+struct Registry(Vec<Option<Registered>>);
+
+impl Drop for Registry {
+    /// A worker thread that ends (even by `terminate()`, which skips JS exit
+    /// hooks) closes its ends, then releases the queues it kept lingering.
+    fn drop(&mut self) {
+        self.0.clear();
+        end::release_lingering(true);
+    }
+}
+
 thread_local! {
-    /// The ends of this JS thread (main or worker), by number. Dropped with
-    /// the thread, which closes them.
-    static ENDS: RefCell<Vec<Option<Registered>>> = const { RefCell::new(Vec::new()) };
+    static ENDS: RefCell<Registry> = RefCell::new(Registry::default());
 }
 
 fn register(end: End) -> u32 {
@@ -63,20 +74,22 @@ fn register(end: End) -> u32 {
         waiter,
         last_tag: 0,
     };
-    ENDS.with_borrow_mut(|ends| match ends.iter().position(Option::is_none) {
-        Some(i) => {
-            ends[i] = Some(r);
-            i as u32
-        }
-        None => {
-            ends.push(Some(r));
-            (ends.len() - 1) as u32
-        }
-    })
+    ENDS.with_borrow_mut(
+        |Registry(ends)| match ends.iter().position(Option::is_none) {
+            Some(i) => {
+                ends[i] = Some(r);
+                i as u32
+            }
+            None => {
+                ends.push(Some(r));
+                (ends.len() - 1) as u32
+            }
+        },
+    )
 }
 
 fn with_end<R>(id: u32, f: impl FnOnce(&mut Registered) -> Result<R>) -> Result<R> {
-    ENDS.with_borrow_mut(|ends| match ends.get_mut(id as usize) {
+    ENDS.with_borrow_mut(|Registry(ends)| match ends.get_mut(id as usize) {
         Some(Some(r)) => f(r),
         _ => Err(ShmqError::invalid(format!("no queue end number {id} in this thread")).into()),
     })
@@ -429,7 +442,8 @@ pub fn end_close(id: u32) -> Result<()> {
 /// Closes the end and forgets its number (its JS object was collected).
 #[napi]
 pub fn end_free(id: u32) {
-    let taken = ENDS.with_borrow_mut(|ends| ends.get_mut(id as usize).and_then(Option::take));
+    let taken =
+        ENDS.with_borrow_mut(|Registry(ends)| ends.get_mut(id as usize).and_then(Option::take));
     drop(taken);
 }
 
