@@ -18,7 +18,9 @@ const values = () => [
   new BigUint64Array([2n ** 64n - 1n]),
   new DataView(new Uint8Array([9, 8, 7]).buffer),
   new Uint8Array([5, 6, 7, 8]).buffer,
-  new Float64Array(new ArrayBuffer(64), 8, 3).fill(2.25), // a view at an offset
+  new Float64Array(new ArrayBuffer(64), 8, 3).fill(2.25), // views at an offset
+  new DataView(new Uint8Array([0, 1, 2, 3, 4, 5, 6, 7]).buffer, 3, 4),
+  Buffer.from('hello world').subarray(6),
   '',
   'héllo wörld ✓ 🎉',
   { nested: { array: [1, 'two', null, undefined, true], when: new Date(0), big: 123n } },
