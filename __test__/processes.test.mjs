@@ -67,3 +67,16 @@ for (const serialization of ['json', 'advanced']) {
     t.deepEqual(await exited, [0, null])
   })
 }
+
+test('destroying a writable closes its sender, so a waiting receiver sees the queue closed', async (t) => {
+  const [tx, rx] = createSharedMemoryPair()
+  const w = tx.writable()
+  await new Promise((resolve) => w.write('one', resolve))
+  const closed = new Promise((resolve) => w.on('close', resolve))
+  w.on('error', (e) => t.is(e.message, 'upstream failed'))
+  w.destroy(new Error('upstream failed'))
+  await closed
+  t.is(await rx.get(), 'one')
+  await t.throwsAsync(rx.get({ timeout: 2000 }), { code: 'ERR_SHMQ_CLOSED' })
+  rx.close()
+})

@@ -19,10 +19,17 @@ export function writableFor(sender: Putter): Writable {
       sender.close()
       callback()
     },
+    // An errored or destroyed stream also stops taking part.
+    destroy(error, callback) {
+      sender.close()
+      callback(error)
+    },
   })
 }
 
-/** An object-mode Readable of the receiver's messages; ends when the queue is closed and drained. */
+/** An object-mode Readable of the receiver's messages; ends when the queue is
+ * closed and drained. (A `null` message cannot travel in a Node stream: the
+ * stream errors with ERR_STREAM_NULL_VALUES; use the async iterator for those.) */
 export function readableFor(messages: AsyncIterable<unknown>): Readable {
   return Readable.from(messages, { objectMode: true, highWaterMark: 1 })
 }
