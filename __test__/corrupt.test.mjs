@@ -6,9 +6,9 @@ import { createSharedMemoryPair } from 'shmq'
 import { run } from './helpers.mjs'
 
 // Offsets from src/layout.rs.
-const SLOTS = 33408
+const SLOTS = 66176
 const header = { magic: 0, version: 8, capacity: 16, slotSize: 20, slotStride: 28, totalSize: 40, slotsOffset: 48 }
-const slot = { seq: 0, len: 8, tag: 16, kind: 20, payloadId: 32 }
+const slot = { seq: 0, len: 8, tag: 16, kind: 20, payloadName: 32 }
 
 function poke(name, offset, bytes) {
   const fd = openSync(`/dev/shm/${name}`, 'r+')
@@ -50,7 +50,7 @@ for (const [field, bytes, small] of [
   ['unknown tag', [slot.tag, u32(77)], true],
   ['ragged typed-array length', [slot.tag, u32(9)], true],
   ['unknown kind', [slot.kind, u32(7)], true],
-  ['payload segment that does not exist', [slot.payloadId, u32(0xdead)], false],
+  ['payload segment that does not exist', [slot.payloadName, u64(0xdead)], false],
   ['len beyond the payload segment', [slot.len, u64(10_000_000)], false],
 ]) {
   test(`a corrupt slot (${field}) is ERR_SHMQ_INVALID for that message; the queue goes on`, async (t) => {
@@ -83,7 +83,7 @@ test('garbage ring counters give ERR_SHMQ_INVALID instead of a hang', async (t) 
   tx.putSync('x')
   // Slot 1 claims to be far ahead of the head: no claim can ever succeed.
   const stride = 64 + 65536
-  poke(tx.handle, SLOTS + stride + slot.seq, u64((12345n << 2n) | 2n))
+  poke(tx.handle, SLOTS + stride + slot.seq, u64((12345n << 13n) | 2n))
   poke(tx.handle, 128, u64(1)) // head
   const { signal, outcomes } = await probe(tx.handle)
   t.is(signal, null)

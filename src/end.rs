@@ -3,16 +3,17 @@
 
 use crate::codec;
 use crate::error::{Code, ShmqError};
-use crate::layout::{KIND_INLINE, KIND_PAYLOAD, KIND_VOID};
+use crate::layout::{KIND_INLINE, KIND_PAYLOAD};
 use crate::payload::{Cache, Pool};
 use crate::queue::{Claimed, Member, Message, Queue, Role};
-use crate::segment::Segment;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
-/// Test hook: with `SHMQ_TEST_STALL=put` (or `get`) in its environment, a
-/// process stops for good while it holds a slot, so the crash tests can
-/// SIGKILL it exactly there. Read once; costs one load per put/get.
+/// Test hook: with `SHMQ_TEST_STALL=<point>` in its environment, a process
+/// stops for good at that point, so the crash tests can SIGKILL it exactly
+/// there. Points: `put` (holding a claimed slot, before writing it), `get`
+/// (holding a claimed slot, before reading it), `get-returned` (read, payload
+/// segment handed back, slot not yet freed). Read once; one load per call.
 fn stall_if_testing(point: &str) {
     static STALL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     if STALL
@@ -38,31 +39,39 @@ pub enum Got<T> {
     Closed,
 }
 
+/// What an end was opened on; kept after close.
+pub struct Info {
+    pub handle: String,
+    pub capacity: u32,
+    pub slot_size: u32,
+    pub max_message_size: u64,
+}
+
 pub struct End {
-    pub queue: Arc<Queue>,
+    /// None once closed: closing returns the mapping at once.
+    queue: Option<Arc<Queue>>,
+    pub info: Info,
     pub role: Role,
     member: Option<Member>,
     /// One of the two ends `create` returned (not attached by handle).
     created_here: bool,
-    closed: bool,
-    /// Messages this end has put (wrapping, compared with the queue's count).
-    sent: u32,
     pool: Pool,
     cache: Cache,
 }
 
 /// Queues whose creator closed its unused ends before anyone attached: kept
-/// linked so a child's attach cannot lose the race. Released at process exit,
-/// or (checked whenever a queue is created or an end closes here) once the
-/// queue is finished: attached, every sender gone, and drained. Each entry
-/// notes the JS thread (main or worker) whose exit releases it.
+/// (and so kept linked, by the creator lock) so a child's attach cannot lose
+/// the race. Released at process exit, or (checked whenever a queue is
+/// created or an end closes here) once the queue is finished: attached,
+/// every sender gone, and drained. Each entry notes the JS thread (main or
+/// worker) whose exit releases it.
 static LINGERING: Mutex<Vec<(ThreadId, Arc<Queue>)>> = Mutex::new(Vec::new());
 
 fn lingering() -> std::sync::MutexGuard<'static, Vec<(ThreadId, Arc<Queue>)>> {
     LINGERING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Releases this thread's lingering holds (`all`, at its exit), or any
+/// Releases this thread's lingering queues (`all`, at its exit), or any
 /// thread's whose queue is finished.
 pub fn release_lingering(all: bool) {
     let me = std::thread::current().id();
@@ -76,18 +85,22 @@ pub fn release_lingering(all: bool) {
         *list = stay;
         go
     };
-    released.iter().for_each(|(_, q)| q.release());
+    drop(released);
 }
 
 impl End {
     fn new(queue: Arc<Queue>, role: Role, created_here: bool) -> End {
         End {
-            queue,
+            info: Info {
+                handle: queue.name.clone(),
+                capacity: queue.capacity,
+                slot_size: queue.slot_size,
+                max_message_size: queue.max_message_size,
+            },
+            queue: Some(queue),
             role,
             member: None,
             created_here,
-            closed: false,
-            sent: 0,
             pool: Pool::default(),
             cache: Cache::default(),
         }
@@ -115,32 +128,35 @@ impl End {
     /// Opens a queue by handle; the end takes part at once.
     pub fn attach(handle: &str, role: Role) -> Result<End, ShmqError> {
         let q = Arc::new(Queue::open(handle)?);
-        // Join before holding, so a garbage collector never sees a holder
-        // without a live row.
         let m = q.join(role)?;
-        if let Err(e) = q.hold() {
-            q.leave(&m);
-            return Err(e);
-        }
         q.note_attach();
         let mut end = End::new(q, role, false);
         end.member = Some(m);
         Ok(end)
     }
 
-    fn take_part(&mut self) -> Result<Member, ShmqError> {
-        if self.closed {
-            return Err(ShmqError::new(
+    /// The queue, unless this end is closed.
+    pub fn queue(&self) -> Result<&Arc<Queue>, ShmqError> {
+        self.queue.as_ref().ok_or_else(|| {
+            ShmqError::new(
                 Code::Closed,
                 format!("this {} was closed", self.role_name()),
-            ));
-        }
+            )
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_none()
+    }
+
+    fn take_part(&mut self) -> Result<(Arc<Queue>, Member), ShmqError> {
+        let q = self.queue()?.clone();
         match self.member {
-            Some(m) => Ok(m),
+            Some(m) => Ok((q, m)),
             None => {
-                let m = self.queue.join(self.role)?;
+                let m = q.join(self.role)?;
                 self.member = Some(m);
-                Ok(m)
+                Ok((q, m))
             }
         }
     }
@@ -154,8 +170,7 @@ impl End {
 
     /// Enqueues one message if there is room.
     pub fn put(&mut self, tag: u32, data: &[u8]) -> Result<Put, ShmqError> {
-        let m = self.take_part()?;
-        let q = &self.queue;
+        let (q, m) = self.take_part()?;
         let len = data.len() as u64;
         if len > q.max_message_size {
             return Err(ShmqError::new(
@@ -167,7 +182,7 @@ impl End {
             ));
         }
         let staged = if len > u64::from(q.slot_size) {
-            Some(self.pool.stage(q.id, &q.header().next_payload_id, len)?)
+            Some(self.pool.stage(q.id, m.owner(), len)?)
         } else {
             None
         };
@@ -180,17 +195,22 @@ impl End {
             });
         };
         stall_if_testing("put");
-        let (kind, payload_id) = match staged {
-            Some(s) => (KIND_PAYLOAD, self.pool.fill(s, data)),
+        crash_point!();
+        let (kind, payload_name, payload_gen) = match staged {
+            Some(s) => {
+                let (name, generation) = self.pool.fill(s, data)?;
+                (KIND_PAYLOAD, name, generation)
+            }
             None => {
                 // SAFETY: this end owns the slot (WRITING) and the slot holds
                 // slot_size >= len inline bytes.
                 unsafe {
                     std::ptr::copy_nonoverlapping(data.as_ptr(), q.slot_data(pos), data.len())
                 };
-                (KIND_INLINE, 0)
+                (KIND_INLINE, 0, 0)
             }
         };
+        crash_point!();
         q.publish(
             &m,
             pos,
@@ -198,30 +218,47 @@ impl End {
                 tag,
                 len,
                 kind,
-                payload_id,
+                payload_name,
+                payload_gen,
             },
-        );
-        self.sent = self.sent.wrapping_add(1);
+        )?;
         Ok(Put::Done)
     }
 
     /// Dequeues one message and hands its bytes to `read` (which copies them
     /// out) while the slot is held.
     pub fn get<T>(&mut self, read: impl FnOnce(u32, &[u8]) -> T) -> Result<Got<T>, ShmqError> {
-        let m = self.take_part()?;
-        let q = &self.queue;
+        let (q, m) = self.take_part()?;
         // Empty means closed only if every sender had gone *before* a second
         // look also found nothing (a sender may publish, then close).
-        let c = match next_message(q, &m)? {
+        let c = match q.claim_head(&m)? {
             Some(c) => c,
-            None if q.senders_gone() => match next_message(q, &m)? {
+            None if q.senders_gone() => match q.claim_head(&m)? {
                 Some(c) => c,
                 None => return Ok(Got::Closed),
             },
             None => return Ok(Got::Empty),
         };
         stall_if_testing("get");
-        let bytes = if !codec::valid(c.tag, c.len) {
+        crash_point!();
+        let out = self.read(&q, &c).map(|p| {
+            // SAFETY: p points at c.len readable bytes (checked by `read`)
+            // that this end owns until the slot is freed below.
+            let slice = unsafe { std::slice::from_raw_parts(p, c.len as usize) };
+            read(c.tag, slice)
+        });
+        if c.kind == KIND_PAYLOAD {
+            self.cache.done(q.id, c.payload_name, c.payload_gen);
+        }
+        stall_if_testing("get-returned");
+        crash_point!();
+        q.free(&m, &c)?;
+        out.map(Got::Message)
+    }
+
+    /// The bytes of a claimed message, after checking what the slot says.
+    fn read(&mut self, q: &Queue, c: &Claimed) -> Result<*const u8, ShmqError> {
+        if !codec::valid(c.tag, c.len) {
             Err(ShmqError::invalid(format!(
                 "slot has tag {} and length {}",
                 c.tag, c.len
@@ -229,71 +266,41 @@ impl End {
         } else if c.kind == KIND_INLINE && c.len <= u64::from(q.slot_size) {
             Ok(q.slot_data(c.pos).cast_const())
         } else if c.kind == KIND_PAYLOAD && c.len <= q.max_message_size {
-            self.cache.bytes(q.id, c.payload_id, c.len)
+            self.cache.bytes(q.id, c.payload_name, c.len)
         } else {
             Err(ShmqError::invalid(format!(
                 "slot has kind {} and length {}",
                 c.kind, c.len
             )))
-        };
-        let out = bytes.map(|p| {
-            // SAFETY: p points at c.len readable bytes (checked above) that
-            // this end owns until the slot is freed below.
-            let slice = unsafe { std::slice::from_raw_parts(p, c.len as usize) };
-            read(c.tag, slice)
-        });
-        if c.kind == KIND_PAYLOAD {
-            self.cache.done(q.id, c.payload_id);
         }
-        q.free(&m, &c);
-        out.map(Got::Message)
     }
 
     /// Messages this end put that no receiver has taken yet.
     pub fn unacked(&self) -> u32 {
-        match &self.member {
-            Some(m) => self.sent.wrapping_sub(self.queue.consumed_from(m)),
-            None => 0,
+        match (&self.queue, &self.member) {
+            (Some(q), Some(m)) => q.unacked(m),
+            _ => 0,
         }
     }
 
-    /// Stops taking part; the last holder of the queue unlinks it. Idempotent.
+    /// Stops taking part and returns the mapping; the last live end out
+    /// removes the queue (`Queue::drop`). Idempotent.
     pub fn close(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        // Dead peers still hold the queue: let them go first, so the last live
-        // end out really is the last holder.
-        self.queue.reap_dead();
-        self.pool.close(self.queue.id);
+        let Some(q) = self.queue.take() else { return };
+        // Dead peers' rows go first, so their payload segments go too.
+        q.reap_dead();
+        self.pool.close(q.id, |name, g| q.names_payload(name, g));
+        self.cache = Cache::default();
         match self.member.take() {
-            Some(m) => self.queue.leave(&m),
-            None if self.created_here && !self.queue.ever_attached() => {
-                lingering().push((std::thread::current().id(), self.queue.clone()));
+            Some(m) => q.leave(&m),
+            None if self.created_here && !q.ever_attached() => {
+                lingering().push((std::thread::current().id(), q));
                 return;
             }
             None => {}
         }
-        self.queue.release();
-        // A queue whose creator crashed keeps that creator's holds for ever;
-        // once no live process uses it, the last end out removes it.
-        if !self.queue.in_use() {
-            Segment::unlink(&self.queue.name);
-            crate::queue::unlink_payloads(self.queue.id);
-        }
+        drop(q);
         release_lingering(false);
-    }
-}
-
-/// Claims the oldest message, skipping the void ones producers that died
-/// while writing left behind.
-fn next_message(q: &Queue, m: &Member) -> Result<Option<Claimed>, ShmqError> {
-    loop {
-        match q.claim_head(m)? {
-            Some(c) if c.kind == KIND_VOID => q.free(m, &c),
-            claimed => return Ok(claimed),
-        }
     }
 }
 
@@ -353,7 +360,7 @@ mod tests {
             let capacity = 1 + rng.below(6) as u32;
             let slot_size = rng.below(300) as u32;
             let (mut tx, rx) = End::create_pair(capacity, slot_size, 1 << 20).unwrap();
-            let name = tx.queue.name.clone();
+            let name = tx.info.handle.clone();
             for i in 0..rng.below(u64::from(capacity) + 1) {
                 let len = if i % 2 == 0 { 10 } else { 1000 };
                 let _ = tx.put(0, &vec![case as u8; len]);
@@ -361,9 +368,12 @@ mod tests {
             // Corrupt the queue segment, or (every third case) a payload segment too.
             let count = 1 + rng.below(40);
             corrupt(&name, &mut rng, count);
+            let id = segment::parse_queue_name(&name).unwrap();
             if case % 3 == 0 {
-                let count = 1 + rng.below(8);
-                corrupt(&segment::payload_name(tx.queue.id, 0), &mut rng, count);
+                if let Some(&payload) = crate::payload::list(id).first() {
+                    let count = 1 + rng.below(8);
+                    corrupt(&segment::payload_name(id, payload), &mut rng, count);
+                }
             }
             for role in [Role::Receiver, Role::Sender] {
                 match End::attach(&name, role) {
@@ -375,15 +385,16 @@ mod tests {
                             };
                             errors += usize::from(r.is_err());
                         }
-                        end.queue.reap_dead();
-                        let _ = end.queue.members();
+                        let q = end.queue().unwrap();
+                        q.reap_dead();
+                        let _ = q.members();
                     }
                     Err(_) => errors += 1,
                 }
             }
             drop((tx, rx));
             Segment::unlink(&name);
-            crate::queue::unlink_payloads(segment::parse_queue_name(&name).unwrap());
+            crate::payload::unlink_all(id);
         }
         println!("{cases} corrupted-segment cases, {errors} clean errors, no panic or hang");
     }

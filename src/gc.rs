@@ -1,18 +1,19 @@
 //! Finding queues in /dev/shm (`shmq ls`) and removing those no live process
 //! uses (`shmq gc`, and once at the first queue a process creates).
 
-use crate::queue::{unlink_payloads, Queue};
+use crate::payload;
+use crate::queue::Queue;
 use crate::segment::{self, Segment};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
-    /// Its creator or an end taking part is running.
+    /// An end taking part, or its creator, is alive (holds its lock).
     Live,
     /// Every process that used it is gone.
     Dead,
-    /// Not a readable shmq queue (corrupt, foreign, or being created).
+    /// Not a readable shmq queue (corrupt, or of another layout version).
     Invalid,
 }
 
@@ -27,16 +28,24 @@ pub struct Found {
     pub pids: Vec<u32>,
     /// Bytes of the queue segment plus its payload segments.
     pub bytes: u64,
-    /// Seconds since the queue segment last changed size or mode.
+    /// Since the queue segment last changed size or mode.
     age: Duration,
 }
 
-/// Every shmq queue in /dev/shm, including payload segments whose queue
-/// segment is gone (reported as dead queues).
+fn age(st: &rustix::fs::Stat) -> Duration {
+    let modified = std::time::UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
+    SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default()
+}
+
+/// Every shmq queue of this user in /dev/shm, including payload segments
+/// whose queue segment is gone (reported as dead queues). Entries of other
+/// users, of another mode, or symlinks are not ours and never listed.
 pub fn scan() -> Vec<Found> {
     // queue id -> (queue segment present, bytes, age)
     let mut groups: BTreeMap<u64, (bool, u64, Duration)> = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir("/dev/shm") else {
+    let Ok(dir) = std::fs::read_dir(segment::DIR) else {
         return Vec::new();
     };
     for entry in dir.flatten() {
@@ -52,17 +61,14 @@ pub fn scan() -> Vec<Found> {
         let Some(id) = segment::parse_queue_name(&format!("shmq-{hex}")) else {
             continue;
         };
-        let meta = entry.metadata().ok();
-        let size = meta.as_ref().map_or(0, |m| m.len());
-        let age = meta
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .unwrap_or_default();
+        let Some(st) = segment::stat_ours(name) else {
+            continue;
+        };
         let group = groups.entry(id).or_insert((false, 0, Duration::MAX));
-        group.1 += size;
+        group.1 += st.st_size as u64;
         if is_queue {
             group.0 = true;
-            group.2 = age;
+            group.2 = age(&st);
         }
     }
     groups
@@ -104,26 +110,54 @@ pub fn scan() -> Vec<Found> {
 }
 
 /// Names of the queues `collect` would remove (and removes them if `remove`).
-/// Dead queues always; invalid ones only with `invalid_too` and once they are
-/// a minute old (a queue being created is briefly invalid).
+/// Dead queues always (decided again under their lock range, so a queue that
+/// an end joins meanwhile is kept); invalid ones only with `invalid_too` and
+/// once they are a minute old. Temporary files of creations that died half
+/// way go too once they are a minute old.
 pub fn collect(remove: bool, invalid_too: bool) -> Vec<String> {
+    let minute = Duration::from_secs(60);
+    if remove {
+        remove_stale_temporaries(minute);
+    }
     scan()
         .into_iter()
         .filter(|f| match f.status {
             Status::Dead => true,
-            Status::Invalid => invalid_too && f.age > Duration::from_secs(60),
+            Status::Invalid => invalid_too && f.age > minute,
             Status::Live => false,
         })
-        .map(|f| {
-            if remove {
-                Segment::unlink(&f.name);
-                if let Some(id) = segment::parse_queue_name(&f.name) {
-                    unlink_payloads(id);
-                }
-            }
-            f.name
-        })
+        .filter(|f| !remove || remove_queue(f))
+        .map(|f| f.name)
         .collect()
+}
+
+fn remove_queue(f: &Found) -> bool {
+    let Some(id) = segment::parse_queue_name(&f.name) else {
+        return false;
+    };
+    match Queue::open(&f.name) {
+        Ok(q) => q.remove_if_unused(),
+        Err(_) => {
+            Segment::unlink(&f.name);
+            payload::unlink_all(id);
+            true
+        }
+    }
+}
+
+fn remove_stale_temporaries(older_than: Duration) {
+    let Ok(dir) = std::fs::read_dir(segment::DIR) else {
+        return;
+    };
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(".shmq-tmp-")
+            && segment::stat_ours(name).is_some_and(|st| age(&st) > older_than)
+        {
+            Segment::unlink(name);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -136,15 +170,18 @@ mod tests {
         let found = scan().into_iter().find(|f| f.name == q.name).unwrap();
         assert_eq!(found.status, Status::Live);
         assert_eq!(found.capacity, 2);
-        assert!(!collect(false, true).contains(&q.name));
-        Segment::unlink(&q.name);
+        assert!(!collect(true, true).contains(&q.name));
+        assert!(Queue::open(&q.name).is_ok(), "kept");
+        let name = q.name.clone();
+        drop(q);
+        assert!(Queue::open(&name).is_err(), "the last one out removes it");
     }
 
     #[test]
     fn payload_segments_without_their_queue_are_dead() {
         let id = segment::random_id();
         let name = segment::payload_name(id, 7);
-        let _seg = Segment::create(&name, 4096).unwrap();
+        let _seg = Segment::create(&name, 4096, |_| Ok(())).unwrap();
         let found = scan()
             .into_iter()
             .find(|f| f.name == segment::queue_name(id))

@@ -1,10 +1,11 @@
 //! shmq: a bounded MPMC queue in named shared memory, for Node.js processes.
 //!
 //! Modules, one concern each: `layout` (the shared-memory format), `segment`
-//! (named mappings), `sync` (futex wake-ups), `queue` (the ring and the end
-//! table), `payload` (segments for large messages), `codec` (tags),
-//! `end` (one queue end), `waiter` (async waits), `process` (liveness),
-//! `gc` (listing and removing queues in /dev/shm).
+//! (named mappings), `lock` (liveness: OFD locks), `sync` (futex wake-ups),
+//! `queue` (the ring, the end table and crash recovery), `payload` (segments
+//! for large messages), `codec` (tags), `end` (one queue end), `waiter`
+//! (async waits, one thread per process), `gc` (listing and removing queues
+//! in /dev/shm); `crashpoints` (tests only) stops an end after each step.
 //! This file and `hot` (raw callbacks for put/get) only bind them to JavaScript.
 //!
 //! Ends live in a per-thread registry and JS refers to them by number: plain
@@ -13,14 +14,29 @@
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+/// A point where the crash-point tests may stop an end ("kill" it): after
+/// each write to shared memory of put, get, join, leave and recovery.
+#[cfg(test)]
+macro_rules! crash_point {
+    () => {
+        crate::crashpoints::hit()
+    };
+}
+#[cfg(not(test))]
+macro_rules! crash_point {
+    () => {};
+}
+
 mod codec;
+#[cfg(test)]
+mod crashpoints;
 mod end;
 mod error;
 mod gc;
 mod hot;
 mod layout;
+mod lock;
 mod payload;
-mod process;
 mod queue;
 mod segment;
 mod sync;
@@ -68,10 +84,9 @@ thread_local! {
 }
 
 fn register(end: End) -> u32 {
-    let waiter = Waiter::new(end.queue.clone());
     let r = Registered {
         end,
-        waiter,
+        waiter: Waiter::default(),
         last_tag: 0,
     };
     ENDS.with_borrow_mut(
@@ -235,12 +250,12 @@ pub struct EndInfo {
 #[napi]
 pub fn end_info(id: u32) -> Result<EndInfo> {
     with_end(id, |r| {
-        let q = &r.end.queue;
+        let i = &r.end.info;
         Ok(EndInfo {
-            handle: q.name.clone(),
-            capacity: q.capacity,
-            slot_size: q.slot_size,
-            max_message_size: q.max_message_size as f64,
+            handle: i.handle.clone(),
+            capacity: i.capacity,
+            slot_size: i.slot_size,
+            max_message_size: i.max_message_size as f64,
         })
     })
 }
@@ -248,7 +263,7 @@ pub fn end_info(id: u32) -> Result<EndInfo> {
 /// Messages waiting now.
 #[napi]
 pub fn end_size(id: u32) -> Result<f64> {
-    with_end(id, |r| Ok(r.end.queue.size() as f64))
+    with_end(id, |r| Ok(r.end.queue().map_or(0, |q| q.size()) as f64))
 }
 
 // ---- the hot path (called through hot.rs) ----
@@ -339,10 +354,14 @@ pub fn end_event(id: u32, which_code: u32) -> Result<u32> {
     with_end(id, |r| Ok(event(r, which_code)))
 }
 
+/// The event count, or 0 once the end is closed (the next attempt then
+/// reports the close).
 fn event(r: &Registered, which_code: u32) -> u32 {
-    waiter::event(&r.end.queue, which(which_code))
-        .seq
-        .load(std::sync::atomic::Ordering::SeqCst)
+    r.end.queue().map_or(0, |q| {
+        waiter::event(q, which(which_code))
+            .seq
+            .load(std::sync::atomic::Ordering::SeqCst)
+    })
 }
 
 /// Spins up to `micros` while the event still equals `seen` (the other side
@@ -353,6 +372,9 @@ pub fn end_spin(id: u32, which_code: u32, seen: u32, micros: u32) -> Result<bool
 }
 
 fn spin(r: &Registered, which_code: u32, seen: u32, micros: u32) -> bool {
+    if r.end.is_closed() {
+        return true;
+    }
     let until = Instant::now() + Duration::from_micros(u64::from(micros));
     loop {
         for _ in 0..64 {
@@ -376,8 +398,8 @@ pub fn end_wait_sync(id: u32, which_code: u32, seen: u32, timeout_ms: f64) -> Re
         if spin(r, which_code, seen, SYNC_SPIN_MICROS) {
             return Ok(());
         }
-        let q = &r.end.queue;
-        if let Some(slice) = sync::next_slice(sync::deadline(timeout_ms), waiter::SLICE) {
+        let Ok(q) = r.end.queue() else { return Ok(()) };
+        if let Some(slice) = sync::next_slice(sync::deadline(timeout_ms), sync::PROBE) {
             q.wait_slice(waiter::event(q, which(which_code)), seen, slice);
         }
         Ok(())
@@ -398,10 +420,14 @@ pub fn end_watch<'env>(
 ) -> Result<Object<'env>> {
     with_end(id, |r| {
         let (deferred, promise) = env.create_deferred::<(), Resolver>()?;
+        let Ok(q) = r.end.queue() else {
+            deferred.resolve(|_| Ok(()));
+            return Ok(promise);
+        };
         r.waiter
-            .watch(which(which_code), seen, deferred)
+            .watch(q.clone(), which(which_code), seen, deferred)
             .map_err(|e| {
-                ShmqError::new(Code::Os, format!("could not start a waiter thread: {e}"))
+                ShmqError::new(Code::Os, format!("could not start the waiter thread: {e}"))
             })?;
         Ok(promise)
     })
@@ -426,7 +452,7 @@ pub fn end_unacked(id: u32) -> Result<u32> {
 /// True once every receiver that took part has gone.
 #[napi]
 pub fn end_receivers_gone(id: u32) -> Result<bool> {
-    with_end(id, |r| Ok(r.end.queue.receivers_gone()))
+    with_end(id, |r| Ok(r.end.queue().is_ok_and(|q| q.receivers_gone())))
 }
 
 /// Stops the end taking part (idempotent); its number stays valid.

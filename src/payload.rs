@@ -3,31 +3,47 @@
 //! Each sending end owns a pool of segments and reuses them (fresh shared
 //! memory costs a page fault per 4 KiB); a receiving end keeps the segments it
 //! has read from mapped, and drops a mapping once its sender retires it.
+//! Ownership moves only by compare-and-swap on the segment's state word,
+//! `generation << 2 | PAYLOAD_*` (see `layout.rs`).
 
 use crate::error::ShmqError;
 use crate::layout::*;
 use crate::segment::{self, Segment};
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU32;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{AcqRel, Acquire};
 
 /// Segments are sized in steps of this many bytes, so that messages of
 /// slightly different sizes reuse the same segment.
 const SIZE_STEP: u64 = 64 * 1024;
 
-fn header(seg: &Segment) -> Option<&PayloadHeader> {
-    seg.at::<PayloadHeader>(0)
+/// The header of a segment, if it is one of queue `queue_id`'s.
+fn header(seg: &Segment, queue_id: u64) -> Option<&PayloadHeader> {
+    seg.at::<PayloadHeader>(0).filter(|h| {
+        h.magic == PAYLOAD_MAGIC && h.version == LAYOUT_VERSION && h.queue_id == queue_id
+    })
 }
 
-fn state(seg: &Segment) -> &AtomicU32 {
-    // Pooled segments were created here with a header: always Some.
-    &header(seg).expect("payload segment holds a header").state
+fn state(h: &PayloadHeader) -> &AtomicU64 {
+    &h.state
+}
+
+const fn word(generation: u64, st: u64) -> u64 {
+    generation << 2 | st
 }
 
 struct Owned {
-    id: u32,
+    name: u64,
     seg: Segment,
     capacity: u64,
+}
+
+impl Owned {
+    fn state(&self) -> &AtomicU64 {
+        // SAFETY: offset 0 of a segment this pool created with a full header
+        // (Segment::create checked its length), valid for any bit pattern.
+        unsafe { &(*self.seg.as_ptr().cast::<PayloadHeader>()).state }
+    }
 }
 
 /// The payload segments one sending end created.
@@ -43,13 +59,9 @@ pub struct Staged {
 
 impl Pool {
     /// Finds a free segment of at least `len` bytes, creating one if needed.
-    pub fn stage(
-        &mut self,
-        queue_id: u64,
-        next_id: &AtomicU32,
-        len: u64,
-    ) -> Result<Staged, ShmqError> {
-        let free = |o: &Owned| state(&o.seg).load(Acquire) == PAYLOAD_FREE;
+    /// `owner` is the sending end (`row << 32 | generation`).
+    pub fn stage(&mut self, queue_id: u64, owner: u64, len: u64) -> Result<Staged, ShmqError> {
+        let free = |o: &Owned| o.state().load(Acquire) & 3 == PAYLOAD_FREE;
         if let Some(index) = self
             .owned
             .iter()
@@ -66,34 +78,52 @@ impl Pool {
             .drain(..)
             .partition(|o| o.capacity < len && free(o));
         self.owned = keep;
-        small.into_iter().for_each(|o| retire(queue_id, o));
+        for o in small {
+            retire_if_free(queue_id, o.name, o.state());
+        }
 
         let capacity = len.div_ceil(SIZE_STEP).max(1) * SIZE_STEP;
-        let id = next_id.fetch_add(1, AcqRel);
+        let name = segment::random_id();
         let seg = Segment::create(
-            &segment::payload_name(queue_id, id),
+            &segment::payload_name(queue_id, name),
             PAYLOAD_HEADER_SIZE + capacity as usize,
+            |seg| {
+                // SAFETY: a file nobody else can open yet (it is still under
+                // its temporary name), mapped with room for the header.
+                unsafe {
+                    let h = seg.as_ptr().cast::<PayloadHeader>();
+                    (*h).version = LAYOUT_VERSION;
+                    (*h).capacity = capacity;
+                    (*h).queue_id = queue_id;
+                    (*h).owner = owner;
+                    (*h).magic = PAYLOAD_MAGIC;
+                }
+                Ok(())
+            },
         )?;
-        // SAFETY: a new segment nobody else has opened yet (its number has not
-        // been published in any slot), so plain writes race nothing.
-        unsafe {
-            let h = seg.as_ptr().cast::<PayloadHeader>();
-            (*h).version = LAYOUT_VERSION;
-            (*h).capacity = capacity;
-            (*h).queue_id = queue_id;
-            (*h).magic = PAYLOAD_MAGIC;
-        }
-        self.owned.push(Owned { id, seg, capacity });
+        self.owned.push(Owned {
+            name,
+            seg,
+            capacity,
+        });
         Ok(Staged {
             index: self.owned.len() - 1,
         })
     }
 
-    /// Copies `data` into the staged segment and marks it in use; returns its number.
-    pub fn fill(&mut self, staged: Staged, data: &[u8]) -> u32 {
+    /// Copies `data` into the staged segment and marks it in use; returns its
+    /// name and the generation the slot must record.
+    pub fn fill(&mut self, staged: Staged, data: &[u8]) -> Result<(u64, u64), ShmqError> {
         let o = &self.owned[staged.index];
-        // SAFETY: the segment is FREE, so no receiver reads it, and its data
-        // area holds capacity >= data.len() bytes (checked in stage).
+        let now = o.state().load(Acquire);
+        if now & 3 != PAYLOAD_FREE {
+            return Err(ShmqError::invalid(
+                "a staged payload segment is no longer free",
+            ));
+        }
+        // SAFETY: the segment is FREE, so no slot names it and no receiver
+        // reads it, and its data area holds capacity >= data.len() bytes
+        // (checked in stage).
         unsafe {
             std::ptr::copy_nonoverlapping(
                 data.as_ptr(),
@@ -101,59 +131,123 @@ impl Pool {
                 data.len(),
             )
         };
-        state(&o.seg).store(PAYLOAD_IN_USE, Release);
-        o.id
+        let generation = (now >> 2).wrapping_add(1) & (u64::MAX >> 2);
+        o.state()
+            .compare_exchange(now, word(generation, PAYLOAD_IN_USE), AcqRel, Acquire)
+            .map_err(|_| ShmqError::invalid("a staged payload segment was taken"))?;
+        Ok((o.name, generation))
     }
 
-    /// The sender is going away: segments still holding a message are handed
-    /// to whichever receiver frees them (ORPHANED); the rest are removed now.
-    pub fn close(&mut self, queue_id: u64) {
+    /// The sender is going away: segments still holding a queued message are
+    /// handed to whichever receiver frees them (ORPHANED); the rest are removed.
+    pub fn close(&mut self, queue_id: u64, named: impl Fn(u64, u64) -> bool) {
         for o in self.owned.drain(..) {
-            let handed_over = state(&o.seg)
-                .compare_exchange(PAYLOAD_IN_USE, PAYLOAD_ORPHANED, AcqRel, Acquire)
-                .is_ok();
-            if !handed_over {
-                retire(queue_id, o);
-            }
+            abandon(queue_id, o.name, o.state(), &named);
         }
     }
 }
 
-fn retire(queue_id: u64, o: Owned) {
-    state(&o.seg).store(PAYLOAD_RETIRED, Release);
-    Segment::unlink(&segment::payload_name(queue_id, o.id));
+/// Hands a segment whose sender has gone to its reader (ORPHANED) if a slot
+/// still names its current message (`named(name, generation)`), else
+/// removes it.
+fn abandon(queue_id: u64, name: u64, state: &AtomicU64, named: &impl Fn(u64, u64) -> bool) {
+    let mut now = state.load(Acquire);
+    loop {
+        let (generation, st) = (now >> 2, now & 3);
+        let next = match st {
+            PAYLOAD_IN_USE if named(name, generation) => word(generation, PAYLOAD_ORPHANED),
+            PAYLOAD_FREE | PAYLOAD_IN_USE => word(generation, PAYLOAD_RETIRED),
+            _ => return,
+        };
+        match state.compare_exchange(now, next, AcqRel, Acquire) {
+            Ok(_) => {
+                if next & 3 == PAYLOAD_RETIRED {
+                    Segment::unlink(&segment::payload_name(queue_id, name));
+                }
+                return;
+            }
+            Err(seen) => now = seen,
+        }
+    }
+}
+
+/// Removes a segment of ours that holds no message.
+fn retire_if_free(queue_id: u64, name: u64, state: &AtomicU64) {
+    let now = state.load(Acquire);
+    if now & 3 == PAYLOAD_FREE
+        && state
+            .compare_exchange(now, word(now >> 2, PAYLOAD_RETIRED), AcqRel, Acquire)
+            .is_ok()
+    {
+        Segment::unlink(&segment::payload_name(queue_id, name));
+    }
+}
+
+/// Removes or orphans the payload segments of a dead sender (`owner` as in
+/// `Pool::stage`), found by listing the queue's segments.
+pub fn abandon_dead(queue_id: u64, owner: u64, named: impl Fn(u64, u64) -> bool) {
+    for name in list(queue_id) {
+        let Ok(seg) = Segment::open(&segment::payload_name(queue_id, name)) else {
+            continue;
+        };
+        if let Some(h) = header(&seg, queue_id).filter(|h| h.owner == owner) {
+            abandon(queue_id, name, state(h), &named);
+        }
+    }
+}
+
+/// Names (the random part) of queue `queue_id`'s payload segments in /dev/shm.
+pub fn list(queue_id: u64) -> Vec<u64> {
+    let prefix = format!("{}-", segment::queue_name(queue_id));
+    let Ok(dir) = std::fs::read_dir(segment::DIR) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let hex = name.to_str()?.strip_prefix(&prefix)?;
+            (hex.len() == 16)
+                .then(|| u64::from_str_radix(hex, 16).ok())
+                .flatten()
+        })
+        .collect()
+}
+
+/// Removes every payload segment of queue `queue_id` (the queue is gone).
+pub fn unlink_all(queue_id: u64) {
+    for name in list(queue_id) {
+        Segment::unlink(&segment::payload_name(queue_id, name));
+    }
 }
 
 /// The payload segments one receiving end has mapped.
 #[derive(Default)]
 pub struct Cache {
-    mapped: HashMap<u32, Segment>,
+    mapped: HashMap<u64, Segment>,
 }
 
 impl Cache {
-    /// The message bytes of payload segment `id`, checked against its header:
-    /// a pointer to `len` readable bytes.
-    pub fn bytes(&mut self, queue_id: u64, id: u32, len: u64) -> Result<*const u8, ShmqError> {
-        if !self.mapped.contains_key(&id) {
-            self.mapped
-                .retain(|_, seg| state(seg).load(Acquire) != PAYLOAD_RETIRED);
-            let seg = Segment::open(&segment::payload_name(queue_id, id)).map_err(|e| {
+    /// The message bytes of payload segment `name`, checked against its
+    /// header: a pointer to `len` readable bytes.
+    pub fn bytes(&mut self, queue_id: u64, name: u64, len: u64) -> Result<*const u8, ShmqError> {
+        if !self.mapped.contains_key(&name) {
+            self.mapped.retain(|_, seg| {
+                header(seg, queue_id).is_some_and(|h| h.state.load(Acquire) & 3 != PAYLOAD_RETIRED)
+            });
+            let seg = Segment::open(&segment::payload_name(queue_id, name)).map_err(|e| {
                 ShmqError::invalid(format!(
-                    "a slot names payload segment {id}, which cannot be opened: {e}"
+                    "a slot names payload segment {name:016x}, which cannot be opened: {e}"
                 ))
             })?;
-            let ok = header(&seg).is_some_and(|h| {
-                h.magic == PAYLOAD_MAGIC && h.version == LAYOUT_VERSION && h.queue_id == queue_id
-            });
-            if !ok {
+            if header(&seg, queue_id).is_none() {
                 return Err(ShmqError::invalid(format!(
-                    "payload segment {id} is not one of this queue's"
+                    "payload segment {name:016x} is not one of this queue's"
                 )));
             }
-            self.mapped.insert(id, seg);
+            self.mapped.insert(name, seg);
         }
-        let seg = &self.mapped[&id];
-        let capacity = header(seg).map_or(0, |h| h.capacity);
+        let seg = &self.mapped[&name];
+        let capacity = header(seg, queue_id).map_or(0, |h| h.capacity);
         let fits = len <= capacity
             && (PAYLOAD_HEADER_SIZE as u64)
                 .checked_add(capacity)
@@ -161,41 +255,51 @@ impl Cache {
         match seg.bytes_at(PAYLOAD_HEADER_SIZE, len as usize) {
             Some(p) if fits => Ok(p.cast_const()),
             _ => Err(ShmqError::invalid(format!(
-                "payload segment {id} is smaller than its {len}-byte message"
+                "payload segment {name:016x} is smaller than its {len}-byte message"
             ))),
         }
     }
 
-    /// The message in segment `id` has been read: give it back.
-    pub fn done(&mut self, queue_id: u64, id: u32) {
-        if let Some(seg) = self.mapped.get(&id) {
-            if hand_back(seg, queue_id, id) {
-                self.mapped.remove(&id);
+    /// The message of generation `generation` in segment `name` has been
+    /// read: give the segment back.
+    pub fn done(&mut self, queue_id: u64, name: u64, generation: u64) {
+        if let Some(h) = self.mapped.get(&name).and_then(|seg| header(seg, queue_id)) {
+            if hand_back(h, queue_id, name, generation) {
+                self.mapped.remove(&name);
             }
         }
     }
 }
 
 /// Gives a read segment back to its sender, or removes it if the sender has
-/// gone (ORPHANED). Returns true if it was removed.
-fn hand_back(seg: &Segment, queue_id: u64, id: u32) -> bool {
-    let s = state(seg);
-    let orphaned = s
-        .compare_exchange(PAYLOAD_IN_USE, PAYLOAD_FREE, AcqRel, Acquire)
-        .is_err()
-        && s.compare_exchange(PAYLOAD_ORPHANED, PAYLOAD_RETIRED, AcqRel, Acquire)
-            .is_ok();
+/// gone (ORPHANED); only from the exact generation the slot recorded.
+/// Returns true if it was removed.
+fn hand_back(h: &PayloadHeader, queue_id: u64, name: u64, generation: u64) -> bool {
+    let s = state(h);
+    let done = |from, to| {
+        s.compare_exchange(
+            word(generation, from),
+            word(generation, to),
+            AcqRel,
+            Acquire,
+        )
+        .is_ok()
+    };
+    if done(PAYLOAD_IN_USE, PAYLOAD_FREE) {
+        return false;
+    }
+    let orphaned = done(PAYLOAD_ORPHANED, PAYLOAD_RETIRED);
     if orphaned {
-        Segment::unlink(&segment::payload_name(queue_id, id));
+        Segment::unlink(&segment::payload_name(queue_id, name));
     }
     orphaned
 }
 
 /// `hand_back` for a segment whose reader died (crash recovery).
-pub fn give_back(queue_id: u64, id: u32) {
-    if let Ok(seg) = Segment::open(&segment::payload_name(queue_id, id)) {
-        if header(&seg).is_some_and(|h| h.magic == PAYLOAD_MAGIC && h.queue_id == queue_id) {
-            hand_back(&seg, queue_id, id);
+pub fn give_back(queue_id: u64, name: u64, generation: u64) {
+    if let Ok(seg) = Segment::open(&segment::payload_name(queue_id, name)) {
+        if let Some(h) = header(&seg, queue_id) {
+            hand_back(h, queue_id, name, generation);
         }
     }
 }

@@ -1,21 +1,34 @@
-//! The bounded MPMC ring in the queue segment (see `layout.rs` for the format):
-//! creating and validating a segment, the end table, and claiming, publishing
-//! and freeing slots.
+//! The bounded MPMC ring in the queue segment (see `layout.rs` for the format
+//! and its invariants): creating and validating a segment, the end table and
+//! its liveness locks, crash recovery, and claiming, publishing and freeing
+//! slots.
 
 use crate::error::{Code, ShmqError};
 use crate::layout::*;
 use crate::segment::{self, Segment};
-use crate::{payload, process, sync};
+use crate::{lock, payload, sync};
+use rustix::fd::{AsFd, OwnedFd};
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
+use std::sync::{Mutex, MutexGuard};
 
 /// Bounded retries of the claim loops: a segment whose counters can never
 /// agree (corrupt or hostile) gives `ERR_SHMQ_INVALID`, not a hang.
 const MAX_CLAIM_SPINS: u32 = 1 << 20;
-const NO_POSITION: u64 = u64::MAX;
 
 pub struct Queue {
+    /// The mapping; locks taken through its fd are this object's rows (and
+    /// the creator byte).
     seg: Segment,
+    /// A second open file description of the same file: probes and reaps go
+    /// through it, so they see this object's own rows as held.
+    probe: OwnedFd,
+    /// Rows this object holds, and the in-process lock every join, leave and
+    /// reap takes (OFD locks do not exclude threads sharing a description).
+    rows: Mutex<[u64; MAX_ENDS as usize / 64]>,
+    /// Created here or joined: dropping this object may then remove the
+    /// queue (an object opened only to inspect it never does).
+    took_part: std::sync::atomic::AtomicBool,
     pub id: u64,
     pub name: String,
     pub capacity: u32,
@@ -38,12 +51,20 @@ pub struct Member {
     pub generation: u32,
 }
 
+impl Member {
+    /// How payload segments name their owner.
+    pub fn owner(&self) -> u64 {
+        u64::from(self.index) << 32 | u64::from(self.generation)
+    }
+}
+
 /// The fields of a slot a producer fills in.
 pub struct Message {
     pub tag: u32,
     pub len: u64,
     pub kind: u32,
-    pub payload_id: u32,
+    pub payload_name: u64,
+    pub payload_gen: u64,
 }
 
 /// What a consumer finds in a slot it claimed. The fields were read from
@@ -53,13 +74,31 @@ pub struct Claimed {
     pub tag: u32,
     pub len: u64,
     pub kind: u32,
-    pub payload_id: u32,
-    sender: u32,
-    sender_gen: u32,
+    pub payload_name: u64,
+    pub payload_gen: u64,
+}
+
+fn too_many_ends(name: &str) -> ShmqError {
+    ShmqError::new(
+        Code::Invalid,
+        format!("queue {name} already has {MAX_ENDS} ends taking part; close some first"),
+    )
+}
+
+fn gone(name: &str) -> ShmqError {
+    ShmqError::new(
+        Code::NotFound,
+        format!("queue {name} was closed by all its ends"),
+    )
+}
+
+fn os(what: &str, e: rustix::io::Errno) -> ShmqError {
+    ShmqError::new(Code::Os, format!("{what} failed: {e}"))
 }
 
 impl Queue {
-    /// Creates a new queue segment with a fresh random name.
+    /// Creates a new queue segment with a fresh random name; this object
+    /// holds the creator lock until it is dropped.
     pub fn create(
         capacity: u32,
         slot_size: u32,
@@ -69,48 +108,64 @@ impl Queue {
         let name = segment::queue_name(id);
         let stride = slot_stride(slot_size);
         let total = SLOTS_OFFSET + capacity as usize * stride;
-        let seg = Segment::create(&name, total)?;
-        let q = Queue {
+        let seg = Segment::create(&name, total, |seg| {
+            // SAFETY: the file is still under its temporary name, so nobody
+            // else has it mapped; it is `total` bytes, room for the header.
+            unsafe {
+                let h = seg.as_ptr().cast::<Header>();
+                (*h).version = LAYOUT_VERSION;
+                (*h).header_size = HEADER_SIZE as u32;
+                (*h).capacity = capacity;
+                (*h).slot_size = slot_size;
+                (*h).max_ends = MAX_ENDS;
+                (*h).slot_stride = stride as u32;
+                (*h).max_message_size = max_message_size;
+                (*h).total_size = total as u64;
+                (*h).slots_offset = SLOTS_OFFSET as u64;
+                (*h).magic = MAGIC;
+            }
+            for pos in 0..u64::from(capacity) {
+                let offset = SLOTS_OFFSET + pos as usize * stride;
+                // SAFETY: slot `pos` lies inside the `total` bytes just sized.
+                let seq = unsafe { &*seg.as_ptr().add(offset).cast::<AtomicU64>() };
+                seq.store(seq_word(pos, 0, SLOT_EMPTY), Relaxed);
+            }
+            match lock::try_lock(seg.fd(), LOCK_CREATOR, 1) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(ShmqError::new(
+                    Code::Os,
+                    "a new queue file was locked by someone else".into(),
+                )),
+                Err(e) => Err(os("locking a new queue", e)),
+            }
+        })?;
+        let probe = seg.twin(&name)?;
+        let q = Queue::new(seg, probe, id, name, capacity, slot_size, max_message_size);
+        q.took_part.store(true, Relaxed);
+        Ok(q)
+    }
+
+    fn new(
+        seg: Segment,
+        probe: OwnedFd,
+        id: u64,
+        name: String,
+        capacity: u32,
+        slot_size: u32,
+        max_message_size: u64,
+    ) -> Queue {
+        Queue {
             seg,
+            probe,
+            rows: Mutex::new([0; MAX_ENDS as usize / 64]),
+            took_part: std::sync::atomic::AtomicBool::new(false),
             id,
             name,
             capacity,
             slot_size,
             max_message_size,
-            stride,
-        };
-        // SAFETY: the segment was just created and is not yet visible under a
-        // name anyone else knows (the handle has not left this process), so
-        // writing the read-only part of the header through a raw pointer races nothing.
-        unsafe {
-            let h = q.seg.as_ptr().cast::<Header>();
-            (*h).version = LAYOUT_VERSION;
-            (*h).header_size = HEADER_SIZE as u32;
-            (*h).capacity = capacity;
-            (*h).slot_size = slot_size;
-            (*h).max_ends = MAX_ENDS;
-            (*h).slot_stride = stride as u32;
-            (*h).max_message_size = max_message_size;
-            (*h).total_size = total as u64;
-            (*h).slots_offset = SLOTS_OFFSET as u64;
-            let me = process::identity();
-            (*h).creator_pid = me.pid;
-            (*h).creator_start_time = me.start_time;
+            stride: slot_stride(slot_size),
         }
-        let h = q.header();
-        // The two ends createSharedMemoryPair returns.
-        h.holders.store(2, Relaxed);
-        for i in 0..u64::from(capacity) {
-            q.seq(i).store(i << 2 | SLOT_EMPTY, Relaxed);
-        }
-        for i in 0..MAX_ENDS {
-            q.entry(i).working.store(NO_POSITION, Relaxed);
-        }
-        // The magic goes last: a reader that sees it sees a complete header.
-        // SAFETY: as above; the atomic fence below orders it after the rest.
-        unsafe { (*q.seg.as_ptr().cast::<Header>()).magic = MAGIC };
-        std::sync::atomic::fence(SeqCst);
-        Ok(q)
     }
 
     /// Opens an existing queue by handle, checking every size and offset
@@ -127,16 +182,17 @@ impl Queue {
         let h = seg
             .at::<Header>(0)
             .ok_or_else(|| bad("too small for a header"))?;
-        if h.magic != MAGIC {
+        // Each field is read once into a local, then checked.
+        let (magic, version) = (h.magic, h.version);
+        if magic != MAGIC {
             return Err(bad("wrong magic number"));
         }
-        if h.version != LAYOUT_VERSION {
+        if version != LAYOUT_VERSION {
             return Err(bad(&format!(
-                "layout version {} (this shmq reads version {LAYOUT_VERSION}; use the same shmq version in every process)",
-                h.version
+                "layout version {version} (this shmq reads version {LAYOUT_VERSION}; use the same shmq version in every process)"
             )));
         }
-        let (capacity, slot_size) = (h.capacity, h.slot_size);
+        let (capacity, slot_size, max_message_size) = (h.capacity, h.slot_size, h.max_message_size);
         if h.header_size as usize != HEADER_SIZE
             || h.max_ends != MAX_ENDS
             || h.slots_offset != SLOTS_OFFSET as u64
@@ -151,15 +207,16 @@ impl Queue {
         if h.slot_stride as usize != stride || h.total_size != total as u64 || seg.len() < total {
             return Err(bad("segment size does not match its header"));
         }
-        Ok(Queue {
+        let probe = seg.twin(handle)?;
+        Ok(Queue::new(
+            seg,
+            probe,
             id,
-            name: handle.to_owned(),
+            handle.to_owned(),
             capacity,
             slot_size,
-            max_message_size: h.max_message_size,
-            stride,
-            seg,
-        })
+            max_message_size,
+        ))
     }
 
     pub fn header(&self) -> &Header {
@@ -168,10 +225,9 @@ impl Queue {
     }
 
     fn entry(&self, index: u32) -> &EndEntry {
-        debug_assert!(index < MAX_ENDS);
         let offset = HEADER_SIZE + (index % MAX_ENDS) as usize * ENTRY_SIZE;
-        // SAFETY: index < MAX_ENDS, so the entry lies inside the end table,
-        // which create/open checked to be inside the mapping.
+        // SAFETY: index % MAX_ENDS < MAX_ENDS, so the entry lies inside the
+        // end table, which create/open checked to be inside the mapping.
         unsafe { &*self.seg.as_ptr().add(offset).cast::<EndEntry>() }
     }
 
@@ -179,13 +235,12 @@ impl Queue {
         SLOTS_OFFSET + (pos % u64::from(self.capacity)) as usize * self.stride
     }
 
-    /// Raw pointer to the slot header for `pos`: its plain fields belong to
-    /// whoever holds the slot (WRITING / READING), so they are never borrowed.
-    fn slot_ptr(&self, pos: u64) -> *mut SlotHeader {
+    fn slot(&self, pos: u64) -> &SlotHeader {
         // SAFETY: pos % capacity < capacity, and capacity * stride bytes of
-        // slots were checked to lie inside the mapping.
+        // slots were checked to lie inside the mapping; every field is atomic.
         unsafe {
-            self.seg
+            &*self
+                .seg
                 .as_ptr()
                 .add(self.slot_offset(pos))
                 .cast::<SlotHeader>()
@@ -193,8 +248,7 @@ impl Queue {
     }
 
     fn seq(&self, pos: u64) -> &AtomicU64 {
-        // SAFETY: slot_ptr is in bounds and aligned; seq is an atomic.
-        unsafe { &(*self.slot_ptr(pos)).seq }
+        &self.slot(pos).seq
     }
 
     /// The inline bytes of the slot at `pos` (`slot_size` of them).
@@ -224,34 +278,12 @@ impl Queue {
         tail.saturating_sub(head).min(u64::from(self.capacity))
     }
 
-    // ---- who keeps the queue open ----
-
-    /// Adds a holder (an end object that keeps the segment linked). Fails if
-    /// the last holder already left, i.e. the queue is being removed.
-    pub fn hold(&self) -> Result<(), ShmqError> {
-        let holders = &self.header().holders;
-        let mut n = holders.load(Acquire);
-        loop {
-            if n == 0 {
-                return Err(ShmqError::new(
-                    Code::NotFound,
-                    format!("queue {} was closed by all its ends", self.name),
-                ));
-            }
-            match holders.compare_exchange_weak(n, n.wrapping_add(1), AcqRel, Acquire) {
-                Ok(_) => return Ok(()),
-                Err(now) => n = now,
-            }
-        }
+    fn rows(&self) -> MutexGuard<'_, [u64; MAX_ENDS as usize / 64]> {
+        // A panic elsewhere never leaves the bitmap half-written.
+        self.rows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Drops a holder; the last one unlinks the queue and its payload segments.
-    pub fn release(&self) {
-        if self.header().holders.fetch_sub(1, AcqRel) == 1 {
-            Segment::unlink(&self.name);
-            unlink_payloads(self.id);
-        }
-    }
+    // ---- who takes part ----
 
     pub fn note_attach(&self) {
         self.header().attached.fetch_add(1, Relaxed);
@@ -261,64 +293,87 @@ impl Queue {
         self.header().attached.load(Acquire) > 0
     }
 
-    /// Takes a row in the end table.
+    /// Takes a row in the end table: its lock first, then (reaping whatever
+    /// a dead end left in it) its fields.
     pub fn join(&self, role: Role) -> Result<Member, ShmqError> {
-        let me = crate::process::identity();
-        let h = self.header();
-        for index in 0..MAX_ENDS {
-            let e = self.entry(index);
-            if e.state
-                .compare_exchange(END_FREE, END_CLAIMING, AcqRel, Relaxed)
-                .is_err()
-            {
-                continue;
+        let mut rows = self.rows();
+        for attempt in 0..100 {
+            for index in 0..MAX_ENDS {
+                if rows[index as usize / 64] >> (index % 64) & 1 == 1 {
+                    continue;
+                }
+                match lock::try_lock(self.seg.fd(), LOCK_ROW + u64::from(index), 1) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => return Err(os("locking a row of the end table", e)),
+                }
+                crash_point!();
+                if !self.seg.is_linked() {
+                    lock::unlock(self.seg.fd(), LOCK_ROW + u64::from(index), 1);
+                    return Err(gone(&self.name));
+                }
+                let e = self.entry(index);
+                if e.state.load(SeqCst) != END_FREE {
+                    self.recover_row(index);
+                }
+                let generation = e.generation.load(SeqCst).wrapping_add(1);
+                e.generation.store(generation, SeqCst);
+                e.pid.store(std::process::id(), SeqCst);
+                let h = self.header();
+                h.ends_used.fetch_max(index + 1, SeqCst);
+                let (state, joined) = match role {
+                    Role::Sender => (END_SENDER, &h.senders_joined),
+                    Role::Receiver => (END_RECEIVER, &h.receivers_joined),
+                };
+                joined.store(1, SeqCst);
+                crash_point!();
+                e.state.store(state, SeqCst);
+                rows[index as usize / 64] |= 1 << (index % 64);
+                self.took_part.store(true, Relaxed);
+                // A sender blocked on "no receiver left" (or the reverse) looks again.
+                sync::notify(self.items());
+                sync::notify(self.space());
+                return Ok(Member { index, generation });
             }
-            h.ends_used.fetch_max(index + 1, AcqRel);
-            e.pid.store(me.pid, SeqCst);
-            e.start_time.store(me.start_time, SeqCst);
-            e.working.store(NO_POSITION, SeqCst);
-            let generation = ((e.acked.load(Relaxed) >> 32) as u32).wrapping_add(1);
-            e.acked.store(u64::from(generation) << 32, SeqCst);
-            let (state, joined) = match role {
-                Role::Sender => (END_SENDER, &h.senders_joined),
-                Role::Receiver => (END_RECEIVER, &h.receivers_joined),
-            };
-            joined.store(1, SeqCst);
-            e.state.store(state, SeqCst);
-            // A sender blocked on "no receiver left" (or the reverse) looks again.
-            sync::notify(self.items());
-            sync::notify(self.space());
-            return Ok(Member { index, generation });
+            // Every row refused. A closer or `gc` holds the whole range for
+            // an instant while it decides; wait that out, unless the rows
+            // are really all in use.
+            if !self.seg.is_linked() {
+                return Err(gone(&self.name));
+            }
+            if self.header().ends_used.load(SeqCst) >= MAX_ENDS && attempt > 2 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        Err(ShmqError::new(
-            Code::Invalid,
-            format!(
-                "queue {} already has {MAX_ENDS} ends taking part; close some first",
-                self.name
-            ),
-        ))
+        Err(too_many_ends(&self.name))
     }
 
     /// Gives the row back and wakes everyone, so waiters on the other side
     /// notice if this was the last end of its kind.
     pub fn leave(&self, m: &Member) {
-        let e = self.entry(m.index);
-        e.pid.store(0, SeqCst);
-        e.state.store(END_FREE, SeqCst);
+        let mut rows = self.rows();
+        let mine = &mut rows[m.index as usize / 64];
+        if *mine >> (m.index % 64) & 1 == 0 {
+            return;
+        }
+        self.entry(m.index).state.store(END_FREE, SeqCst);
+        crash_point!();
+        lock::unlock(self.seg.fd(), LOCK_ROW + u64::from(m.index), 1);
+        *mine &= !(1 << (m.index % 64));
         sync::notify(self.items());
         sync::notify(self.space());
     }
 
-    /// Indexes of the end table in use so far (scans stop at `ends_used`).
-    fn entries(&self) -> impl Iterator<Item = &EndEntry> {
-        let used = self.header().ends_used.load(Acquire).min(MAX_ENDS);
-        (0..used).map(|i| self.entry(i))
+    /// Rows in use so far (scans stop at `ends_used`).
+    fn used(&self) -> u32 {
+        self.header().ends_used.load(SeqCst).min(MAX_ENDS)
     }
 
     /// Ends in `state` now (dead ones count until they are reaped).
     fn count(&self, state: u32) -> usize {
-        self.entries()
-            .filter(|e| e.state.load(SeqCst) == state)
+        (0..self.used())
+            .filter(|&i| self.entry(i).state.load(SeqCst) == state)
             .count()
     }
 
@@ -332,20 +387,27 @@ impl Queue {
         self.header().receivers_joined.load(SeqCst) == 1 && self.count(END_RECEIVER) == 0
     }
 
-    /// Pids of the processes with ends taking part, and the counts of live
-    /// senders and receivers.
+    /// True if the row's end is alive (its lock is held; this object's own
+    /// rows count, as they are held through another description).
+    fn alive(&self, index: u32) -> bool {
+        lock::is_held(self.probe.as_fd(), LOCK_ROW + u64::from(index), 1)
+    }
+
+    /// Pids (as each end sees itself) of the live ends, and the counts of
+    /// live senders and receivers.
     pub fn members(&self) -> (Vec<u32>, usize, usize) {
         let mut pids = Vec::new();
         let (mut senders, mut receivers) = (0, 0);
-        for e in self.entries() {
+        for i in 0..self.used() {
+            let e = self.entry(i);
             let state = e.state.load(SeqCst);
-            let (pid, start) = (e.pid.load(SeqCst), e.start_time.load(SeqCst));
-            if (state == END_SENDER || state == END_RECEIVER) && process::is_alive(pid, start) {
+            if (state == END_SENDER || state == END_RECEIVER) && self.alive(i) {
                 if state == END_SENDER {
                     senders += 1;
                 } else {
                     receivers += 1;
                 }
+                let pid = e.pid.load(SeqCst);
                 if !pids.contains(&pid) {
                     pids.push(pid);
                 }
@@ -354,16 +416,29 @@ impl Queue {
         (pids, senders, receivers)
     }
 
-    /// True if the creator or any end taking part is still running.
+    /// True if any end or the creator is alive.
     pub fn in_use(&self) -> bool {
-        let h = self.header();
-        process::is_alive(h.creator_pid, h.creator_start_time) || !self.members().0.is_empty()
+        lock::is_held(self.probe.as_fd(), 0, LOCK_SPAN)
+    }
+
+    /// Unlinks the queue and its payload segments if no end and no creator is
+    /// alive, deciding and unlinking under a lock on the whole range, so no
+    /// end can join in between. Returns true if it did.
+    pub fn remove_if_unused(&self) -> bool {
+        let _rows = self.rows();
+        if lock::try_lock(self.probe.as_fd(), 0, LOCK_SPAN) != Ok(true) {
+            return false;
+        }
+        crash_point!();
+        Segment::unlink(&self.name);
+        payload::unlink_all(self.id);
+        lock::unlock(self.probe.as_fd(), 0, LOCK_SPAN);
+        true
     }
 
     // ---- crash recovery ----
 
-    /// Waits one slice on `ev`; if nothing happened, looks for dead peers
-    /// (so waiters notice a crash within about one slice).
+    /// Waits one slice on `ev`; if nothing happened, looks for dead peers.
     pub fn wait_slice(&self, ev: &Event, seen: u32, slice: std::time::Duration) {
         sync::wait(ev, seen, slice);
         if ev.seq.load(SeqCst) == seen {
@@ -371,145 +446,147 @@ impl Queue {
         }
     }
 
-    /// Reaps ends whose process has died: recovers the slots they held, frees
-    /// their rows and drops their holds. Returns how many were reaped.
+    /// Reaps the rows whose end has died: takes each such row's lock (which
+    /// only succeeds once its holder is gone), resolves the slots and payload
+    /// segments it held, and frees it. Returns how many were reaped.
     pub fn reap_dead(&self) -> u32 {
+        let rows = self.rows();
         let mut reaped = 0;
-        for e in self.entries() {
-            let state = e.state.load(SeqCst);
-            let pid = e.pid.load(SeqCst);
-            // pid 0 while CLAIMING: a join in progress (its pid comes next).
-            if state == END_FREE || pid == 0 || process::is_alive(pid, e.start_time.load(SeqCst)) {
+        for index in 0..self.used() {
+            if rows[index as usize / 64] >> (index % 64) & 1 == 1
+                || self.entry(index).state.load(SeqCst) == END_FREE
+            {
                 continue;
             }
-            let working = e.working.load(SeqCst);
-            if working != NO_POSITION {
-                self.recover_slot(working);
+            let byte = LOCK_ROW + u64::from(index);
+            if lock::try_lock(self.probe.as_fd(), byte, 1) != Ok(true) {
+                continue;
             }
-            if e.state
-                .compare_exchange(state, END_FREE, AcqRel, Relaxed)
-                .is_ok()
-            {
-                e.pid.store(0, SeqCst);
+            // The row is ours now; it may have been left cleanly meanwhile.
+            if self.entry(index).state.load(SeqCst) != END_FREE {
+                self.recover_row(index);
+                self.entry(index).state.store(END_FREE, SeqCst);
                 reaped += 1;
-                self.release();
             }
+            lock::unlock(self.probe.as_fd(), byte, 1);
         }
         if reaped > 0 {
-            // A process may hold more than one slot across its ends, or have
-            // died after its row was freed: look at every slot in flight.
-            let head = self.header().head.load(Acquire);
-            for i in 0..u64::from(self.capacity) {
-                self.recover_slot(head.wrapping_add(i));
-            }
             sync::notify(self.items());
             sync::notify(self.space());
         }
         reaped
     }
 
-    /// True if a live end in `state` is claiming position `pos`.
-    fn advertised(&self, pos: u64, state: u32) -> bool {
-        self.entries().any(|e| {
-            e.state.load(SeqCst) == state
-                && e.working.load(SeqCst) == pos
-                && process::is_alive(e.pid.load(SeqCst), e.start_time.load(SeqCst))
+    /// Resolves everything a dead end on row `index` held. The caller holds
+    /// the row's lock. Every step is a CAS from the exact state the dead end
+    /// left, so a reaper that dies half-way leaves work the next one redoes.
+    fn recover_row(&self, index: u32) {
+        let e = self.entry(index);
+        let (state, generation) = (e.state.load(SeqCst), e.generation.load(SeqCst));
+        let cap = u64::from(self.capacity);
+        for i in 0..cap {
+            let seq = self.seq(i);
+            let s = seq.load(SeqCst);
+            if seq_owner(s) != index {
+                continue;
+            }
+            let pos = seq_pos(s);
+            match seq_state(s) {
+                SLOT_WRITING
+                    if seq
+                        .compare_exchange(s, seq_word(pos, 0, SLOT_VOID), AcqRel, Acquire)
+                        .is_ok() =>
+                {
+                    sync::notify(self.items());
+                }
+                SLOT_READING => {
+                    let slot = self.slot(i);
+                    if slot.kind.load(Acquire) == KIND_PAYLOAD {
+                        payload::give_back(
+                            self.id,
+                            slot.payload_name.load(Acquire),
+                            slot.payload_gen.load(Acquire),
+                        );
+                    }
+                    crash_point!();
+                    if seq
+                        .compare_exchange(s, seq_word(pos + cap, 0, SLOT_EMPTY), AcqRel, Acquire)
+                        .is_ok()
+                    {
+                        sync::notify(self.space());
+                    }
+                }
+                _ => {}
+            }
+            crash_point!();
+        }
+        if state == END_SENDER {
+            let owner = Member { index, generation }.owner();
+            payload::abandon_dead(self.id, owner, |name, g| self.names_payload(name, g));
+        }
+    }
+
+    /// True if a published or claimed message names generation `generation`
+    /// of payload segment `name`.
+    pub fn names_payload(&self, name: u64, generation: u64) -> bool {
+        (0..u64::from(self.capacity)).any(|i| {
+            let slot = self.slot(i);
+            loop {
+                let s = slot.seq.load(SeqCst);
+                let holds = matches!(seq_state(s), SLOT_FULL | SLOT_READING)
+                    && slot.kind.load(Acquire) == KIND_PAYLOAD
+                    && slot.payload_name.load(Acquire) == name
+                    && slot.payload_gen.load(Acquire) == generation;
+                if slot.seq.load(SeqCst) == s {
+                    return holds;
+                }
+            }
         })
     }
 
-    /// Unsticks the slot at `pos` if it is WRITING or READING at that
-    /// position and no live end is working on it.
-    fn recover_slot(&self, pos: u64) {
-        let h = self.header();
-        let seq = self.seq(pos);
-        let cur = seq.load(Acquire);
-        if cur >> 2 != pos {
-            return;
-        }
-        match cur & 3 {
-            // Take the slot as a reader would, mark it void, publish it.
-            SLOT_WRITING
-                if !self.advertised(pos, END_SENDER)
-                    && seq
-                        .compare_exchange(cur, pos << 2 | SLOT_READING, AcqRel, Relaxed)
-                        .is_ok() =>
-            {
-                let fields = self.slot_ptr(pos);
-                // SAFETY: the slot is ours (READING) until the store below.
-                unsafe {
-                    (*fields).kind = KIND_VOID;
-                    (*fields).len = 0;
-                    (*fields).sender = u32::MAX;
-                }
-                let _ = h
-                    .tail
-                    .compare_exchange(pos, pos.wrapping_add(1), AcqRel, Relaxed);
-                seq.store(pos << 2 | SLOT_FULL, Release);
-                sync::notify(self.items());
-            }
-            SLOT_READING if !self.advertised(pos, END_RECEIVER) => {
-                // SAFETY: the slot's owner is dead; nobody else may touch a
-                // READING slot, so its fields are stable.
-                let (kind, payload_id) = unsafe {
-                    let s = self.slot_ptr(pos);
-                    ((*s).kind, (*s).payload_id)
-                };
-                let _ = h
-                    .head
-                    .compare_exchange(pos, pos.wrapping_add(1), AcqRel, Relaxed);
-                let next_lap = pos.wrapping_add(u64::from(self.capacity)) << 2 | SLOT_EMPTY;
-                if seq.compare_exchange(cur, next_lap, AcqRel, Relaxed).is_ok() {
-                    if kind == KIND_PAYLOAD {
-                        payload::give_back(self.id, payload_id);
+    /// Messages from `m` still waiting in the ring (published, not claimed).
+    pub fn unacked(&self, m: &Member) -> u32 {
+        (0..u64::from(self.capacity))
+            .filter(|&i| {
+                let slot = self.slot(i);
+                loop {
+                    let s = slot.seq.load(SeqCst);
+                    let mine = seq_state(s) == SLOT_FULL
+                        && slot.sender.load(Acquire) == m.index
+                        && slot.sender_gen.load(Acquire) == m.generation;
+                    if slot.seq.load(SeqCst) == s {
+                        return mine;
                     }
-                    sync::notify(self.space());
                 }
-            }
-            _ => {}
-        }
-    }
-
-    /// Messages from `m` that a receiver has consumed (wrapping u32).
-    pub fn consumed_from(&self, m: &Member) -> u32 {
-        let v = self.entry(m.index).acked.load(Acquire);
-        if (v >> 32) as u32 == m.generation {
-            v as u32
-        } else {
-            0
-        }
+            })
+            .count() as u32
     }
 
     // ---- producing ----
 
     /// Claims the next position for writing, or None if the queue is full.
     pub fn claim_tail(&self, m: &Member) -> Result<Option<u64>, ShmqError> {
-        let h = self.header();
+        let tail = &*self.header().tail;
         let cap = u64::from(self.capacity);
-        let me = self.entry(m.index);
         for _ in 0..MAX_CLAIM_SPINS {
-            let t = h.tail.load(Acquire);
-            let seq = self.seq(t).load(Acquire);
-            let (spos, state) = (seq >> 2, seq & 3);
-            if spos == t && state == SLOT_EMPTY {
-                me.working.store(t, Relaxed); // published by the CAS below (release)
+            let t = tail.load(SeqCst);
+            let s = self.seq(t).load(Acquire);
+            let (sp, tp) = (seq_pos(s), t & POS_MASK);
+            if sp == tp && seq_state(s) == SLOT_EMPTY {
                 if self
                     .seq(t)
-                    .compare_exchange(seq, t << 2 | SLOT_WRITING, AcqRel, Relaxed)
+                    .compare_exchange(s, seq_word(t, m.index, SLOT_WRITING), AcqRel, Acquire)
                     .is_ok()
                 {
-                    let _ = h
-                        .tail
-                        .compare_exchange(t, t.wrapping_add(1), AcqRel, Relaxed);
+                    crash_point!();
+                    let _ = tail.compare_exchange(t, t.wrapping_add(1), AcqRel, Relaxed);
                     return Ok(Some(t));
                 }
-            } else if spos == t {
-                // Someone claimed t but has not moved the tail yet: help.
-                let _ = h
-                    .tail
-                    .compare_exchange(t, t.wrapping_add(1), AcqRel, Relaxed);
-            } else if spos.wrapping_add(cap) == t && h.tail.load(Acquire) == t {
+            } else if sp == tp || sp == (tp + cap) & POS_MASK {
+                // t is claimed (or even consumed) but the tail was not moved yet: help.
+                let _ = tail.compare_exchange(t, t.wrapping_add(1), AcqRel, Relaxed);
+            } else if (sp + cap) & POS_MASK == tp && tail.load(SeqCst) == t {
                 // The slot still holds the message from the previous lap.
-                me.working.store(NO_POSITION, Relaxed);
                 return Ok(None);
             }
             std::hint::spin_loop();
@@ -518,75 +595,77 @@ impl Queue {
     }
 
     /// Fills in and publishes the slot claimed at `pos`.
-    pub fn publish(&self, m: &Member, pos: u64, msg: &Message) {
-        let fields = self.slot_ptr(pos);
-        // SAFETY: this end owns the slot (state WRITING at pos) until the
-        // release store below, so nobody else reads or writes these fields.
-        unsafe {
-            (*fields).len = msg.len;
-            (*fields).tag = msg.tag;
-            (*fields).kind = msg.kind;
-            (*fields).sender = m.index;
-            (*fields).sender_gen = m.generation;
-            (*fields).payload_id = msg.payload_id;
-        }
-        self.seq(pos).store(pos << 2 | SLOT_FULL, Release);
-        self.entry(m.index).working.store(NO_POSITION, Relaxed);
+    pub fn publish(&self, m: &Member, pos: u64, msg: &Message) -> Result<(), ShmqError> {
+        let slot = self.slot(pos);
+        slot.len.store(msg.len, Relaxed);
+        slot.tag.store(msg.tag, Relaxed);
+        slot.kind.store(msg.kind, Relaxed);
+        slot.sender.store(m.index, Relaxed);
+        slot.sender_gen.store(m.generation, Relaxed);
+        slot.payload_name.store(msg.payload_name, Relaxed);
+        slot.payload_gen.store(msg.payload_gen, Relaxed);
+        crash_point!();
+        slot.seq
+            .compare_exchange(
+                seq_word(pos, m.index, SLOT_WRITING),
+                seq_word(pos, 0, SLOT_FULL),
+                AcqRel,
+                Acquire,
+            )
+            .map_err(|_| self.taken())?;
         sync::notify(self.items());
+        Ok(())
     }
 
     // ---- consuming ----
 
     /// Claims the oldest published message, or None if there is none yet.
+    /// Void slots (their producer died) are freed on the way.
     pub fn claim_head(&self, m: &Member) -> Result<Option<Claimed>, ShmqError> {
-        let h = self.header();
-        let me = self.entry(m.index);
+        let head = &*self.header().head;
+        let cap = u64::from(self.capacity);
         for _ in 0..MAX_CLAIM_SPINS {
-            let p = h.head.load(Acquire);
-            let seq = self.seq(p).load(Acquire);
-            let (spos, state) = (seq >> 2, seq & 3);
-            if spos == p && state == SLOT_FULL {
-                me.working.store(p, Relaxed); // published by the CAS below (release)
-                if self
-                    .seq(p)
-                    .compare_exchange(seq, p << 2 | SLOT_READING, AcqRel, Relaxed)
-                    .is_ok()
-                {
-                    let _ = h
-                        .head
-                        .compare_exchange(p, p.wrapping_add(1), AcqRel, Relaxed);
-                    // SAFETY: this end owns the slot (READING) until `free`; the
-                    // acquire CAS made the producer's writes visible.
-                    let (len, tag, kind, sender, sender_gen, payload_id) = unsafe {
-                        let s = self.slot_ptr(p);
-                        (
-                            (*s).len,
-                            (*s).tag,
-                            (*s).kind,
-                            (*s).sender,
-                            (*s).sender_gen,
-                            (*s).payload_id,
-                        )
-                    };
-                    return Ok(Some(Claimed {
-                        pos: p,
-                        tag,
-                        len,
-                        kind,
-                        payload_id,
-                        sender,
-                        sender_gen,
-                    }));
+            let p = head.load(SeqCst);
+            let s = self.seq(p).load(Acquire);
+            let (sp, pp) = (seq_pos(s), p & POS_MASK);
+            if sp == pp {
+                let cas = |new| {
+                    self.seq(p)
+                        .compare_exchange(s, new, AcqRel, Acquire)
+                        .is_ok()
+                };
+                match seq_state(s) {
+                    SLOT_FULL if cas(seq_word(p, m.index, SLOT_READING)) => {
+                        crash_point!();
+                        let _ = head.compare_exchange(p, p.wrapping_add(1), AcqRel, Relaxed);
+                        let slot = self.slot(p);
+                        return Ok(Some(Claimed {
+                            pos: p,
+                            tag: slot.tag.load(Relaxed),
+                            len: slot.len.load(Relaxed),
+                            kind: slot.kind.load(Relaxed),
+                            payload_name: slot.payload_name.load(Relaxed),
+                            payload_gen: slot.payload_gen.load(Relaxed),
+                        }));
+                    }
+                    SLOT_VOID if cas(seq_word(p + cap, 0, SLOT_EMPTY)) => {
+                        crash_point!();
+                        sync::notify(self.space());
+                    }
+                    // Another consumer won the slot: look again.
+                    SLOT_FULL | SLOT_VOID => {}
+                    SLOT_READING => {
+                        let _ = head.compare_exchange(p, p.wrapping_add(1), AcqRel, Relaxed);
+                    }
+                    // EMPTY or WRITING: nothing published at the head yet.
+                    _ if head.load(SeqCst) == p => return Ok(None),
+                    _ => {}
                 }
-            } else if spos == p && state == SLOT_READING {
-                let _ = h
-                    .head
-                    .compare_exchange(p, p.wrapping_add(1), AcqRel, Relaxed);
-            } else if h.head.load(Acquire) == p
-                && (spos < p || (spos == p && state != SLOT_READING))
-            {
-                // Nothing published at the head yet (or a producer is still writing).
-                me.working.store(NO_POSITION, Relaxed);
+            } else if sp == (pp + cap) & POS_MASK {
+                // p was consumed and freed but the head was not moved yet: help.
+                let _ = head.compare_exchange(p, p.wrapping_add(1), AcqRel, Relaxed);
+            } else if (sp + cap) & POS_MASK == pp && head.load(SeqCst) == p {
+                // The previous lap is still being read: nothing at p yet.
                 return Ok(None);
             }
             std::hint::spin_loop();
@@ -594,23 +673,19 @@ impl Queue {
         Err(self.inconsistent())
     }
 
-    /// Gives the claimed slot back to producers and credits its sender.
-    pub fn free(&self, m: &Member, c: &Claimed) {
-        if c.sender < MAX_ENDS {
-            let acked = &self.entry(c.sender).acked;
-            let mut v = acked.load(Relaxed);
-            while (v >> 32) as u32 == c.sender_gen {
-                let next = (v & !0xffff_ffff) | u64::from((v as u32).wrapping_add(1));
-                match acked.compare_exchange_weak(v, next, AcqRel, Relaxed) {
-                    Ok(_) => break,
-                    Err(now) => v = now,
-                }
-            }
-        }
-        let next_lap = c.pos.wrapping_add(u64::from(self.capacity));
-        self.seq(c.pos).store(next_lap << 2 | SLOT_EMPTY, Release);
-        self.entry(m.index).working.store(NO_POSITION, Relaxed);
+    /// Gives the claimed slot back to producers.
+    pub fn free(&self, m: &Member, c: &Claimed) -> Result<(), ShmqError> {
+        let cap = u64::from(self.capacity);
+        self.seq(c.pos)
+            .compare_exchange(
+                seq_word(c.pos, m.index, SLOT_READING),
+                seq_word(c.pos + cap, 0, SLOT_EMPTY),
+                AcqRel,
+                Acquire,
+            )
+            .map_err(|_| self.taken())?;
         sync::notify(self.space());
+        Ok(())
     }
 
     fn inconsistent(&self) -> ShmqError {
@@ -619,18 +694,36 @@ impl Queue {
             self.name
         ))
     }
+
+    fn taken(&self) -> ShmqError {
+        ShmqError::invalid(format!(
+            "a slot this end held in queue {} was taken from it (corrupt segment?)",
+            self.name
+        ))
+    }
+
+    /// Test only: the end of a process, as the kernel sees it: every lock of
+    /// this object goes, nothing else is cleaned up (the object is leaked).
+    #[cfg(test)]
+    pub fn kill(&self) {
+        use rustix::fd::AsRawFd;
+        // SAFETY: the object is never used or dropped after this (the caller
+        // leaks it), so the mapping and descriptors go exactly once. The
+        // mapping holds the file too: the locks go only with both.
+        unsafe {
+            libc::munmap(self.seg.as_ptr().cast(), self.seg.len());
+            libc::close(self.seg.fd().as_raw_fd());
+            libc::close(self.probe.as_raw_fd());
+        }
+    }
 }
 
-/// Removes every payload segment of queue `id` still named in /dev/shm.
-pub fn unlink_payloads(id: u64) {
-    let prefix = format!("{}-", segment::queue_name(id));
-    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
-        for entry in dir.flatten() {
-            if let Some(name) = entry.file_name().to_str() {
-                if name.starts_with(&prefix) {
-                    Segment::unlink(name);
-                }
-            }
+impl Drop for Queue {
+    /// Drops this object's locks, and removes the queue if nobody is left.
+    fn drop(&mut self) {
+        if self.took_part.load(Relaxed) {
+            lock::unlock(self.seg.fd(), 0, LOCK_SPAN);
+            self.remove_if_unused();
         }
     }
 }
@@ -656,9 +749,11 @@ mod tests {
                         tag,
                         len: 0,
                         kind: KIND_INLINE,
-                        payload_id: 0,
+                        payload_name: 0,
+                        payload_gen: 0,
                     },
-                );
+                )
+                .unwrap();
                 true
             }
             None => false,
@@ -667,7 +762,7 @@ mod tests {
 
     fn pop(q: &Queue, m: &Member) -> Option<u32> {
         let c = q.claim_head(m).unwrap()?;
-        q.free(m, &c);
+        q.free(m, &c).unwrap();
         Some(c.tag)
     }
 
@@ -683,11 +778,16 @@ mod tests {
         }
         assert!(!push(&q, &tx, 9), "capacity 3 holds 3");
         assert_eq!(q.size(), 3);
+        assert_eq!(q.unacked(&tx), 3);
         for round in 0..10u32 {
             assert_eq!(pop(&q, &rx), Some(round));
             assert!(push(&q, &tx, round + 3));
         }
-        assert_eq!(q.consumed_from(&tx), 10);
+        assert_eq!(q.unacked(&tx), 3);
+        for _ in 0..3 {
+            assert!(pop(&q, &rx).is_some());
+        }
+        assert_eq!(q.unacked(&tx), 0);
     }
 
     #[test]
@@ -724,14 +824,39 @@ mod tests {
         assert_eq!(Queue::open("nonsense").err().unwrap().code, Code::Invalid);
     }
 
+    /// The queue goes with its last live end (or creator), not before; an
+    /// end that comes after it went is told so.
     #[test]
-    fn hold_after_last_release_fails() {
+    fn the_last_one_out_removes_the_queue() {
         let q = Queue::create(1, 64, 64).unwrap();
+        let name = q.name.clone();
+        let _c = Cleanup(name.clone());
+        let other = Queue::open(&name).unwrap();
+        let m = other.join(Role::Receiver).unwrap();
+        drop(q);
+        assert!(Queue::open(&name).is_ok(), "a live end keeps it");
+        let late = Queue::open(&name).unwrap();
+        other.leave(&m);
+        drop(other);
+        assert!(Queue::open(&name).is_err(), "the last one out unlinks");
+        assert_eq!(late.join(Role::Sender).err().unwrap().code, Code::NotFound);
+    }
+
+    /// A live end in this process is never reaped; a dead one is, at once.
+    #[test]
+    fn only_dead_rows_are_reaped() {
+        let q = Queue::create(2, 64, 64).unwrap();
         let _c = Cleanup(q.name.clone());
-        q.release();
-        q.release();
-        assert_eq!(q.hold().err().unwrap().code, Code::NotFound);
-        assert!(Queue::open(&q.name).is_err(), "the last release unlinks");
+        let _rx = q.join(Role::Receiver).unwrap();
+        let other = Queue::open(&q.name).unwrap();
+        let _tx = other.join(Role::Sender).unwrap();
+        assert_eq!(q.reap_dead(), 0);
+        assert_eq!(other.reap_dead(), 0);
+        assert!(!q.senders_gone() && !q.receivers_gone());
+        other.kill();
+        std::mem::forget(other);
+        assert_eq!(q.reap_dead(), 1);
+        assert!(q.senders_gone());
     }
 
     #[test]

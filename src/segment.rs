@@ -1,19 +1,23 @@
-//! Named POSIX shared-memory segments: create (with the space reserved up
-//! front), open, map, unlink.
+//! Named shared-memory segments in /dev/shm: create (with the space reserved
+//! up front, written in full under a temporary name, then renamed), open
+//! (only our own regular 0600 files, never through a symlink), map, unlink.
 
 use crate::error::{Code, ShmqError};
-use rustix::fd::OwnedFd;
-use rustix::fs::{FallocateFlags, Mode};
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{FallocateFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
-use rustix::shm;
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
-/// A mapped shared-memory object. Unmapped on drop; never unlinked on drop.
+/// Where the segments live.
+pub const DIR: &str = "/dev/shm";
+
+/// A mapped shared-memory file. Unmapped and closed on drop; never unlinked on drop.
 pub struct Segment {
     ptr: NonNull<u8>,
     len: usize,
+    fd: OwnedFd,
 }
 
 // SAFETY: the mapping is plain shared memory; all concurrent access to it goes
@@ -24,8 +28,21 @@ unsafe impl Sync for Segment {}
 
 const OWNER_ONLY: Mode = Mode::RUSR.union(Mode::WUSR);
 
-fn shm_path(name: &str) -> String {
-    format!("/{name}")
+fn path(name: &str) -> String {
+    format!("{DIR}/{name}")
+}
+
+const OPEN_FLAGS: OFlags = OFlags::RDWR
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NONBLOCK);
+
+/// True if `st` is a file this user made for shmq: a regular file of ours
+/// with mode 0600 (a symlink, another owner or another mode is foreign).
+fn is_ours(st: &rustix::fs::Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::RegularFile
+        && st.st_uid == rustix::process::geteuid().as_raw()
+        && st.st_mode & 0o7777 == 0o600
 }
 
 fn mib(bytes: u64) -> String {
@@ -61,38 +78,53 @@ fn os_error(what: &str, name: &str, e: Errno) -> ShmqError {
 }
 
 impl Segment {
-    /// Creates `/name` with exactly `len` bytes reserved (fallocate, so a full
-    /// /dev/shm fails here instead of raising SIGBUS later), mode 0600.
-    pub fn create(name: &str, len: usize) -> Result<Segment, ShmqError> {
-        let path = shm_path(name);
-        let fd = shm::open(
-            path.as_str(),
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+    /// Creates `name` with exactly `len` bytes reserved (fallocate, so a full
+    /// /dev/shm fails here instead of raising SIGBUS later), mode 0600. The
+    /// file is made under a temporary name, `init` fills it in, and only then
+    /// does it appear under `name` (an atomic rename that never replaces).
+    pub fn create(
+        name: &str,
+        len: usize,
+        init: impl FnOnce(&Segment) -> Result<(), ShmqError>,
+    ) -> Result<Segment, ShmqError> {
+        let tmp = path(&format!(".shmq-tmp-{:016x}", random_id()));
+        let fd = rustix::fs::open(
+            tmp.as_str(),
+            OPEN_FLAGS | OFlags::CREATE | OFlags::EXCL,
             OWNER_ONLY,
         )
         .map_err(|e| os_error("creating", name, e))?;
-        let sized = (|| {
-            // The umask may have narrowed the mode; it can never have widened it,
-            // but make 0600 explicit regardless.
-            rustix::fs::fchmod(&fd, OWNER_ONLY)?;
-            rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len as u64)
+        let made = (|| {
+            // The umask may have narrowed the mode; make 0600 explicit.
+            rustix::fs::fchmod(&fd, OWNER_ONLY).map_err(|e| os_error("creating", name, e))?;
+            rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len as u64).map_err(
+                |e| match e {
+                    Errno::NOSPC | Errno::NOMEM | Errno::FBIG => no_space(name, len),
+                    e => os_error("sizing", name, e),
+                },
+            )?;
+            let seg = Self::map(fd, len)?;
+            init(&seg)?;
+            rustix::fs::renameat_with(
+                CWD,
+                tmp.as_str(),
+                CWD,
+                path(name).as_str(),
+                RenameFlags::NOREPLACE,
+            )
+            .map_err(|e| os_error("naming", name, e))?;
+            Ok(seg)
         })();
-        if let Err(e) = sized {
-            let _ = shm::unlink(path.as_str());
-            return Err(match e {
-                Errno::NOSPC | Errno::NOMEM | Errno::FBIG => no_space(name, len),
-                e => os_error("sizing", name, e),
-            });
+        if made.is_err() {
+            let _ = rustix::fs::unlink(tmp.as_str());
         }
-        Self::map(&fd, len).inspect_err(|_| {
-            let _ = shm::unlink(path.as_str());
-        })
+        made
     }
 
-    /// Opens an existing `/name` and maps all of it.
+    /// Opens an existing `name` and maps all of it. Refuses anything that is
+    /// not our own regular 0600 file (`ERR_SHMQ_INVALID`).
     pub fn open(name: &str) -> Result<Segment, ShmqError> {
-        let fd = shm::open(shm_path(name).as_str(), shm::OFlags::RDWR, Mode::empty())
-            .map_err(|e| os_error("opening", name, e))?;
+        let fd = open_ours(name)?;
         let size = rustix::fs::fstat(&fd)
             .map_err(|e| os_error("inspecting", name, e))?
             .st_size;
@@ -103,10 +135,37 @@ impl Segment {
                 format!("{name} is empty: not a shmq segment"),
             ));
         }
-        Self::map(&fd, len)
+        Self::map(fd, len)
     }
 
-    fn map(fd: &OwnedFd, len: usize) -> Result<Segment, ShmqError> {
+    /// A second open file description of the same file (OFD locks taken
+    /// through it conflict with those taken through this one), opened by
+    /// `name` and checked to be the same file.
+    pub fn twin(&self, name: &str) -> Result<OwnedFd, ShmqError> {
+        let fd = open_ours(name)?;
+        let (a, b) = (
+            rustix::fs::fstat(&fd).map_err(|e| os_error("inspecting", name, e))?,
+            rustix::fs::fstat(&self.fd).map_err(|e| os_error("inspecting", name, e))?,
+        );
+        if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+            return Err(ShmqError::new(
+                Code::NotFound,
+                format!("{name} was replaced while it was being opened"),
+            ));
+        }
+        Ok(fd)
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// False once the file has been unlinked (the last end left).
+    pub fn is_linked(&self) -> bool {
+        rustix::fs::fstat(&self.fd).is_ok_and(|st| st.st_nlink > 0)
+    }
+
+    fn map(fd: OwnedFd, len: usize) -> Result<Segment, ShmqError> {
         // SAFETY: a fresh shared mapping of an fd we own; no Rust object aliases it yet.
         let ptr = unsafe {
             rustix::mm::mmap(
@@ -114,19 +173,24 @@ impl Segment {
                 len,
                 ProtFlags::READ | ProtFlags::WRITE,
                 MapFlags::SHARED,
-                fd,
+                &fd,
                 0,
             )
         }
         .map_err(|e| ShmqError::new(Code::Os, format!("mmap of {len} bytes failed: {e}")))?;
         let ptr = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| ShmqError::new(Code::Os, "mmap returned null".into()))?;
-        Ok(Segment { ptr, len })
+        Ok(Segment { ptr, len, fd })
     }
 
-    /// Removes the name; existing mappings stay valid. Missing names are fine.
+    /// Removes the name if it is ours (see `is_ours`); existing mappings stay
+    /// valid. Missing names are fine. In /dev/shm (sticky) nobody else can
+    /// replace our file between the check and the unlink.
     pub fn unlink(name: &str) {
-        let _ = shm::unlink(shm_path(name).as_str());
+        let p = path(name);
+        if rustix::fs::lstat(p.as_str()).is_ok_and(|st| is_ours(&st)) {
+            let _ = rustix::fs::unlink(p.as_str());
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -169,7 +233,35 @@ impl Drop for Segment {
     }
 }
 
-/// 64 random bits for a queue id.
+/// Opens `name` read-write without following a symlink, and checks that it
+/// is ours.
+fn open_ours(name: &str) -> Result<OwnedFd, ShmqError> {
+    let fd =
+        rustix::fs::open(path(name).as_str(), OPEN_FLAGS, Mode::empty()).map_err(|e| match e {
+            Errno::LOOP => foreign(name),
+            e => os_error("opening", name, e),
+        })?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| os_error("inspecting", name, e))?;
+    if is_ours(&st) {
+        Ok(fd)
+    } else {
+        Err(foreign(name))
+    }
+}
+
+fn foreign(name: &str) -> ShmqError {
+    ShmqError::invalid(format!(
+        "{DIR}/{name} is not a shmq segment of this user (another owner, another mode than 0600, \
+         or not a regular file): refusing to open it"
+    ))
+}
+
+/// Stat of `name` without following a symlink, if it is ours.
+pub fn stat_ours(name: &str) -> Option<rustix::fs::Stat> {
+    rustix::fs::lstat(path(name).as_str()).ok().filter(is_ours)
+}
+
+/// 64 random bits for a queue id or payload name.
 pub fn random_id() -> u64 {
     let mut buf = [0u8; 8];
     let mut filled = 0;
@@ -195,8 +287,8 @@ pub fn queue_name(id: u64) -> String {
     format!("shmq-{id:016x}")
 }
 
-pub fn payload_name(id: u64, n: u32) -> String {
-    format!("shmq-{id:016x}-{n:x}")
+pub fn payload_name(id: u64, n: u64) -> String {
+    format!("shmq-{id:016x}-{n:016x}")
 }
 
 /// Parses a handle `shmq-<16 hex>` into the queue id.
@@ -219,14 +311,14 @@ mod tests {
     #[test]
     fn create_is_owner_only_and_sized() {
         let name = queue_name(random_id());
-        let seg = Segment::create(&name, 12345).unwrap();
+        let seg = Segment::create(&name, 12345, |_| Ok(())).unwrap();
         assert_eq!(seg.len(), 12345);
         let meta = std::fs::metadata(format!("/dev/shm/{name}")).unwrap();
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         assert_eq!(meta.len(), 12345);
         assert!(
-            Segment::create(&name, 10).is_err(),
+            Segment::create(&name, 10, |_| Ok(())).is_err(),
             "EXCL must refuse a second create"
         );
         let again = Segment::open(&name).unwrap();
@@ -235,11 +327,31 @@ mod tests {
         assert_eq!(Segment::open(&name).err().unwrap().code, Code::NotFound);
     }
 
+    /// Symlinks and files of another mode are never opened or removed.
+    #[test]
+    fn foreign_entries_are_refused() {
+        let name = queue_name(random_id());
+        let seg = Segment::create(&name, 4096, |_| Ok(())).unwrap();
+        let link = queue_name(random_id());
+        std::os::unix::fs::symlink(path(&name), path(&link)).unwrap();
+        assert_eq!(Segment::open(&link).err().unwrap().code, Code::Invalid);
+        Segment::unlink(&link);
+        assert!(
+            std::fs::symlink_metadata(path(&link)).is_ok(),
+            "not ours: kept"
+        );
+        std::fs::remove_file(path(&link)).unwrap();
+        rustix::fs::fchmod(seg.fd(), Mode::from_raw_mode(0o644)).unwrap();
+        assert_eq!(Segment::open(&name).err().unwrap().code, Code::Invalid);
+        assert!(stat_ours(&name).is_none());
+        std::fs::remove_file(path(&name)).unwrap();
+    }
+
     #[test]
     fn names_round_trip_and_fit_macos() {
         let id = random_id();
         assert_eq!(parse_queue_name(&queue_name(id)), Some(id));
-        assert!(payload_name(u64::MAX, u32::MAX).len() <= 30);
+        assert_eq!(payload_name(u64::MAX, u64::MAX).len(), 38);
         assert_eq!(parse_queue_name("shmq-XYZ"), None);
         assert_eq!(parse_queue_name("shmq-00000000000000000"), None);
         assert_eq!(parse_queue_name("../etc/passwd"), None);
@@ -248,7 +360,7 @@ mod tests {
     #[test]
     fn at_checks_bounds_and_alignment() {
         let name = queue_name(random_id());
-        let seg = Segment::create(&name, 64).unwrap();
+        let seg = Segment::create(&name, 64, |_| Ok(())).unwrap();
         Segment::unlink(&name);
         assert!(seg.at::<u64>(56).is_some());
         assert!(seg.at::<u64>(60).is_none());

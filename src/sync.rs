@@ -24,20 +24,31 @@ pub fn wake_all(ev: &Event) {
 pub fn wait(ev: &Event, seen: u32, timeout: Duration) {
     ev.waiters.fetch_add(1, SeqCst);
     if ev.seq.load(SeqCst) == seen {
-        let ts = futex::Timespec {
-            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
-            tv_nsec: i64::from(timeout.subsec_nanos()),
-        };
+        let ts = timespec(timeout);
         // Errors are EAGAIN (value changed), ETIMEDOUT and EINTR: all mean "look again".
         let _ = futex::wait(&ev.seq, futex::Flags::empty(), seen, Some(&ts));
     }
     ev.waiters.fetch_sub(1, SeqCst);
 }
 
-/// A deadline from a timeout in milliseconds; negative or non-finite = none.
+/// How often a waiter with nothing to wake it looks for dead peers (whose
+/// death the kernel records by dropping their locks but announces to nobody).
+pub const PROBE: Duration = Duration::from_millis(200);
+
+pub fn timespec(d: Duration) -> futex::Timespec {
+    futex::Timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(d.subsec_nanos()),
+    }
+}
+
+/// A deadline from a timeout in milliseconds, on the monotonic clock;
+/// negative, NaN, infinite or too far to represent = none.
 pub fn deadline(timeout_ms: f64) -> Option<Instant> {
-    if timeout_ms.is_finite() && timeout_ms >= 0.0 {
-        Some(Instant::now() + Duration::from_secs_f64(timeout_ms / 1000.0))
+    if timeout_ms >= 0.0 {
+        Duration::try_from_secs_f64(timeout_ms / 1000.0)
+            .ok()
+            .and_then(|d| Instant::now().checked_add(d))
     } else {
         None
     }
@@ -52,5 +63,29 @@ pub fn next_slice(deadline: Option<Instant>, slice: Duration) -> Option<Duration
             let left = d.saturating_duration_since(Instant::now());
             (!left.is_zero()).then(|| left.min(slice))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_timeout_gives_a_deadline_or_none_without_panicking() {
+        for ms in [
+            0.0,
+            1.0,
+            1e12,
+            2f64.powi(40),
+            1e300,
+            f64::MAX,
+            f64::INFINITY,
+        ] {
+            let _ = deadline(ms);
+        }
+        assert!(deadline(f64::NAN).is_none());
+        assert!(deadline(-1.0).is_none());
+        assert!(deadline(f64::INFINITY).is_none());
+        assert!(deadline(5.0).is_some());
     }
 }
