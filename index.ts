@@ -2,6 +2,7 @@
 // A thin wrapper over the native queue (src/): option checks, value codec,
 // waiting, errors and streams live in lib/.
 import { constants as bufferConstants } from 'node:buffer'
+import { performance } from 'node:perf_hooks'
 import type { Readable, Writable } from 'node:stream'
 import { binding } from './lib/binding'
 import { decode, decodeCopy, serialize, tagOf, TAG_STRING, TAG_V8, type Payload } from './lib/codec'
@@ -40,7 +41,11 @@ export interface QueueOptions {
 }
 
 export interface WaitOptions {
-  /** Milliseconds to wait before giving up (QueueFullError / QueueEmptyError). Default: no limit. */
+  /**
+   * Milliseconds to wait before giving up (QueueFullError / QueueEmptyError):
+   * any number >= 0 (0 = do not wait), Infinity = no limit; measured on a
+   * monotonic clock. Default: no limit.
+   */
   timeout?: number
   /** `false`: fail at once instead of waiting. Default true. */
   block?: boolean
@@ -74,7 +79,11 @@ function integerOption(options: object, name: string, fallback: number, min: num
   return value
 }
 
-/** Checks per-call options; returns the deadline (ms since epoch) if any. */
+/**
+ * Checks per-call options; returns the deadline if any, on the monotonic
+ * clock (`performance.now()`), so wall-clock steps do not move it.
+ * `timeout: Infinity` means no limit.
+ */
 function waitDeadline(options: WaitOptions | undefined): number | undefined {
   if (options === undefined) return undefined
   if (typeof options !== 'object' || options === null) throw invalidType('options must be an object')
@@ -84,7 +93,8 @@ function waitDeadline(options: WaitOptions | undefined): number | undefined {
   if (typeof timeout !== 'number' || Number.isNaN(timeout) || timeout < 0) {
     throw outOfRange(`options.timeout must be a number of milliseconds >= 0, got ${String(timeout)}`)
   }
-  return Date.now() + timeout
+  const deadline = performance.now() + timeout
+  return Number.isFinite(deadline) ? deadline : undefined
 }
 
 function checkSignal(signal: unknown): AbortSignal | undefined {
@@ -93,9 +103,9 @@ function checkSignal(signal: unknown): AbortSignal | undefined {
   return signal
 }
 
-/** Milliseconds left before `deadline` (undefined = no limit). */
+/** Milliseconds left before `deadline` (undefined = no limit); may exceed what a timer takes (see lib/wait). */
 function remaining(deadline: number | undefined): number | undefined {
-  return deadline === undefined ? undefined : Math.max(0, deadline - Date.now())
+  return deadline === undefined ? undefined : Math.max(0, deadline - performance.now())
 }
 
 // Ends still open when the process (or worker) exits are closed then, so the

@@ -7,6 +7,17 @@ import { abortError } from './errors'
 export const ITEMS = 0
 export const SPACE = 1
 
+/**
+ * The longest delay setTimeout takes (2^31 - 1 ms, about 24.8 days; longer
+ * ones fire at once with a TimeoutOverflowWarning). A longer wait is cut to
+ * this: it ends early, and the caller, which re-checks its deadline after
+ * every wait, waits again. The native wait gets the same bounded value.
+ */
+const MAX_WAIT_MS = 2 ** 31 - 1
+
+/** `timeoutMs` cut to one chunk a timer (and the native wait) can take. */
+const chunk = (timeoutMs: number): number => Math.min(timeoutMs, MAX_WAIT_MS)
+
 interface Pending {
   seen: number
   done: Promise<void>
@@ -31,14 +42,15 @@ export class EventWatch {
     return binding.endSpin(this.id, this.which, seen, micros)
   }
 
-  /** Blocks this thread for at most one wait slice. */
+  /** Blocks this thread for at most one wait slice (`timeoutMs`: any value >= 0, or undefined = no limit). */
   waitSync(seen: number, timeoutMs: number | undefined): void {
-    binding.endWaitSync(this.id, this.which, seen, timeoutMs ?? -1)
+    binding.endWaitSync(this.id, this.which, seen, timeoutMs === undefined ? -1 : chunk(timeoutMs))
   }
 
   /**
    * Resolves true once the event count may have moved past `seen`, false when
-   * `timeoutMs` passes first; rejects with AbortError if `signal` fires.
+   * `timeoutMs` (or at most MAX_WAIT_MS) passes first; rejects with
+   * AbortError if `signal` fires.
    */
   wait(seen: number, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<boolean> {
     let pending = this.pending
@@ -70,7 +82,7 @@ export class EventWatch {
         () => settle(() => resolve(true)),
         (e: unknown) => settle(() => reject(e)),
       )
-      if (timeoutMs !== undefined) timer = setTimeout(() => settle(() => resolve(false)), timeoutMs)
+      if (timeoutMs !== undefined) timer = setTimeout(() => settle(() => resolve(false)), chunk(timeoutMs))
       signal?.addEventListener('abort', onAbort, { once: true })
     })
   }
