@@ -122,7 +122,8 @@ test.serial('kill rounds: random producers and consumers are SIGKILLed and repla
   let consumerKills = 0
   const spawnProducer = () => {
     const id = producerIds++
-    producers.push({ id, child: start('chaos-producer.mjs', [tx.handle, id, join(dir, `p${id}`), 0]) })
+    const child = start('chaos-producer.mjs', [tx.handle, id, join(dir, `p${id}`), 0])
+    producers.push({ id, child, ready: once(child, 'message') })
   }
   const spawnConsumer = () => {
     const id = consumerIds++
@@ -147,7 +148,9 @@ test.serial('kill rounds: random producers and consumers are SIGKILLed and repla
       spawnConsumer()
     }
   }
-  // Stop the producers; the consumers drain and see the queue close.
+  // Stop the producers (once attached, so none can attach after the
+  // consumers saw every sender gone); the consumers drain and see the queue close.
+  await Promise.all(producers.map((p) => p.ready))
   for (const p of producers) p.child.send('stop')
   const deadline = (child) =>
     Promise.race([child.exited, new Promise((_, reject) => setTimeout(() => reject(new Error('hang')), 20_000))])

@@ -1,5 +1,6 @@
 // Shared test helpers: real child processes, real /dev/shm.
 import { fork } from 'node:child_process'
+import { once } from 'node:events'
 import { readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
@@ -38,4 +39,69 @@ export function pattern(length, seed = 0) {
   for (let i = 0; i < block.length; i++) block[i] = (i * 31 + seed * 7 + 3) & 255
   if (length <= period) return block
   return Buffer.allocUnsafe(length).fill(block)
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** Rejects with an Error naming `what` if `promise` has not settled within `ms`. */
+export async function within(promise, ms, what) {
+  let timer
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([promise, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** Polls `predicate` every 20 ms; throws if it is still false after `ms`. */
+export async function until(predicate, ms, what) {
+  const deadline = Date.now() + ms
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
+    await sleep(20)
+  }
+}
+
+/**
+ * Forks a fixture with extra `env`; SIGKILLs it when test `t` ends.
+ * `child.exited` resolves once it has exited.
+ */
+export function startChild(t, name, args = [], env = {}) {
+  const child = fork(fixture(name), args.map(String), {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, ...env },
+  })
+  return track(t, child)
+}
+
+/** Gives `child` an `exited` promise and SIGKILLs it when test `t` ends. */
+export function track(t, child) {
+  child.exited = once(child, 'exit')
+  t.teardown(() => child.kill('SIGKILL'))
+  return child
+}
+
+/** SIGKILLs `child` and waits (at most 5 s) for it to be gone. */
+export async function killChild(child) {
+  child.kill('SIGKILL')
+  await within(child.exited, 5000, `exit of killed pid ${child.pid}`)
+}
+
+/** The next IPC message from `child`, within `ms`. */
+export function nextMessage(child, ms, what = `pid ${child.pid}`) {
+  return within(
+    once(child, 'message').then(([m]) => m),
+    ms,
+    `message from ${what}`,
+  )
+}
+
+/** Sends `request` to `child` and resolves its next message (within `ms`). */
+export function ask(child, request, ms) {
+  const reply = nextMessage(child, ms)
+  child.send(request)
+  return reply
 }
