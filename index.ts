@@ -9,6 +9,7 @@ import { decode, decodeCopy, serialize, tagOf, TAG_STRING, TAG_V8, type Payload 
 import {
   abortError,
   fromNative,
+  MessageTooLargeError,
   invalidType,
   native,
   outOfRange,
@@ -19,6 +20,9 @@ import {
 } from './lib/errors'
 import { readableFor, writableFor } from './lib/streams'
 import { EventWatch, ITEMS, SPACE } from './lib/wait'
+import { Lease, Reservation } from './lib/zerocopy'
+
+export { Lease, Reservation } from './lib/zerocopy'
 
 export {
   AbortError,
@@ -97,6 +101,11 @@ function waitDeadline(options: WaitOptions | undefined): number | undefined {
   return Number.isFinite(deadline) ? deadline : undefined
 }
 
+function checkByteLength(n: unknown): void {
+  if (typeof n !== 'number') throw invalidType(`byteLength must be a number, got ${typeof n}`)
+  if (!Number.isSafeInteger(n) || n < 0) throw outOfRange(`byteLength must be an integer >= 0, got ${n}`)
+}
+
 function checkSignal(signal: unknown): AbortSignal | undefined {
   if (signal === undefined) return undefined
   if (!(signal instanceof AbortSignal)) throw invalidType('options.signal must be an AbortSignal')
@@ -140,6 +149,10 @@ abstract class QueueEnd {
   readonly handle: string
   /** Messages the queue holds at most. */
   readonly capacity: number
+  /** Bytes a message may have and still travel inline in its slot. */
+  readonly slotSize: number
+  /** Largest message, in encoded bytes. */
+  readonly maxMessageSize: number
   // Private fields are skipped by structured clone, so an end put in
   // `workerData` or sent with 'advanced' serialization arrives as
   // `{ handle, capacity }`, which `attach` accepts.
@@ -153,6 +166,8 @@ abstract class QueueEnd {
     const info = binding.endInfo(id)
     this.handle = info.handle
     this.capacity = info.capacity
+    this.slotSize = info.slotSize
+    this.maxMessageSize = info.maxMessageSize
     this.#watch = new EventWatch(id, which)
     this.#ref = new WeakRef(this)
     openEnds.add(this.#ref)
@@ -234,6 +249,29 @@ abstract class QueueEnd {
   }
 }
 
+/** A putMany in progress: its encoded messages and how many went. */
+interface Batch {
+  tags: Uint32Array
+  lengths: Float64Array
+  data: Buffer
+  sent: number
+}
+
+/** `error` with how many messages of the batch were sent. */
+function batchError<E extends Error>(error: E, batch: Batch): E & { sent: number } {
+  return Object.assign(error, { sent: batch.sent })
+}
+
+/** getMany's native results: bytes back to back, and (tag, length) pairs. */
+const MAX_BATCH = 4096
+const manyOut = Buffer.allocUnsafeSlow(1 << 20)
+const manyMeta = new Float64Array(2 * MAX_BATCH)
+
+function checkMax(max: unknown): void {
+  if (typeof max !== 'number') throw invalidType(`max must be a number, got ${typeof max}`)
+  if (!Number.isInteger(max) || max < 1) throw outOfRange(`max must be an integer >= 1, got ${max}`)
+}
+
 const full = (): Error => new QueueFullError()
 const unacked = (): Error => new QueueFullError('messages are still unacknowledged')
 const empty = (): Error => new QueueEmptyError()
@@ -270,6 +308,87 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
   /** `putSync(value, { block: false })`. */
   putNowait(value: T): void {
     this.putSync(value, { block: false })
+  }
+
+  /**
+   * Enqueues every value, in order, in as few native calls as space allows
+   * (for small messages); each message goes whole or not at all. On timeout
+   * or close the error's `sent` says how many went.
+   */
+  async putMany(values: readonly T[], options?: AsyncWaitOptions): Promise<void> {
+    checkOptions(options)
+    const batch = this.encodeBatch(values)
+    await this.retry(() => this.tryPutMany(batch), options, () => batchError(new QueueFullError(), batch))
+  }
+
+  /** `putMany`, blocking this thread while the queue is full. */
+  putManySync(values: readonly T[], options?: WaitOptions): void {
+    checkOptions(options)
+    const batch = this.encodeBatch(values)
+    this.retrySync(() => this.tryPutMany(batch), options, () => batchError(new QueueFullError(), batch))
+  }
+
+  private encodeBatch(values: readonly T[]): Batch {
+    if (!Array.isArray(values)) throw invalidType(`values must be an array, got ${typeof values}`)
+    const count = values.length
+    const tags = new Uint32Array(count)
+    const lengths = new Float64Array(count)
+    const payloads: Payload[] = new Array(count)
+    let total = 0
+    for (let i = 0; i < count; i++) {
+      const tag = tagOf(values[i])
+      const payload = tag === TAG_V8 ? serialize(values[i]) : (values[i] as Payload)
+      const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength
+      if (length > this.maxMessageSize) {
+        throw new MessageTooLargeError(`message ${i} of ${length} bytes exceeds maxMessageSize (${this.maxMessageSize}); nothing was sent`)
+      }
+      tags[i] = tag
+      lengths[i] = length
+      payloads[i] = payload
+      total += length
+    }
+    const data = Buffer.allocUnsafe(total)
+    let at = 0
+    for (let i = 0; i < count; i++) {
+      const payload = payloads[i]
+      if (typeof payload === 'string') data.write(payload, at)
+      else if (ArrayBuffer.isView(payload)) data.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), at)
+      else data.set(new Uint8Array(payload), at)
+      at += lengths[i]
+    }
+    return { tags, lengths, data, sent: 0 }
+  }
+
+  private tryPutMany(batch: Batch): true | typeof NOTHING {
+    if (batch.sent === batch.tags.length) return true
+    const n = native(() => binding.endPutMany(this.id, batch.tags, batch.lengths, batch.data, batch.sent))
+    if (n === GET_CLOSED) throw batchError(new QueueClosedError('no receiver is left on this queue'), batch)
+    batch.sent += n
+    return batch.sent === batch.tags.length ? true : NOTHING
+  }
+
+  /**
+   * Reserves `byteLength` bytes of shared memory for one message (waiting for
+   * space as `put` does): write `reservation.buffer` in place, then `commit()`.
+   */
+  async reserve(byteLength: number, options?: AsyncWaitOptions): Promise<Reservation> {
+    checkOptions(options)
+    checkByteLength(byteLength)
+    return this.retry(() => this.tryReserve(byteLength), options, full)
+  }
+
+  /** `reserve`, blocking this thread while the queue is full. */
+  reserveSync(byteLength: number, options?: WaitOptions): Reservation {
+    checkOptions(options)
+    checkByteLength(byteLength)
+    return this.retrySync(() => this.tryReserve(byteLength), options, full)
+  }
+
+  private tryReserve(byteLength: number): Reservation | typeof NOTHING {
+    const got = native(() => binding.endReserve(this.id, byteLength))
+    if (typeof got !== 'number') return new Reservation(this.id, got)
+    if (got === GET_CLOSED) throw new QueueClosedError('no receiver is left on this queue')
+    return NOTHING
   }
 
   /** Resolves once a receiver has taken every message this sender put. */
@@ -336,6 +455,68 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   /** `getSync({ block: false })`. */
   getNowait(): T {
     return this.getSync({ block: false })
+  }
+
+  /**
+   * Up to `max` messages in one native call (at least one: it waits as
+   * `get` does, with the same errors).
+   */
+  async getMany(max: number, options?: AsyncWaitOptions): Promise<T[]> {
+    checkOptions(options)
+    checkMax(max)
+    return this.retry(() => this.tryGetMany(max), options, empty)
+  }
+
+  /** `getMany`, blocking this thread while the queue is empty. */
+  getManySync(max: number, options?: WaitOptions): T[] {
+    checkOptions(options)
+    checkMax(max)
+    return this.retrySync(() => this.tryGetMany(max), options, empty)
+  }
+
+  private tryGetMany(max: number): T[] | typeof NOTHING {
+    const n = native(() => binding.endGetMany(this.id, Math.min(max, MAX_BATCH), manyOut, manyMeta))
+    if (n === 0) {
+      // Empty, closed, or the oldest message does not fit the batch buffer.
+      const one = this.tryGet()
+      return one === NOTHING ? NOTHING : [one]
+    }
+    const values: T[] = []
+    let at = 0
+    for (let i = 0; i < n; i++) {
+      const tag = manyMeta[2 * i]
+      const length = manyMeta[2 * i + 1]
+      if (tag < 0) {
+        const e = new ShmqError('ERR_SHMQ_INVALID', 'a message of the batch was corrupt (corrupt segment?); it was dropped')
+        if (values.length === 0) throw e
+        break
+      }
+      values.push((tag === TAG_STRING ? manyOut.toString('utf8', at, at + length) : decodeCopy(tag, manyOut.subarray(at), length)) as T)
+      at += length
+    }
+    return values
+  }
+
+  /**
+   * The next message in place (waiting as `get` does): raw payloads in
+   * `lease.value` are views of shared memory; `release()` gives it back.
+   */
+  async lease(options?: AsyncWaitOptions): Promise<Lease<T>> {
+    checkOptions(options)
+    return this.retry(() => this.tryLease(), options, empty)
+  }
+
+  /** `lease`, blocking this thread while the queue is empty. */
+  leaseSync(options?: WaitOptions): Lease<T> {
+    checkOptions(options)
+    return this.retrySync(() => this.tryLease(), options, empty)
+  }
+
+  private tryLease(): Lease<T> | typeof NOTHING {
+    const got = native(() => binding.endLease(this.id))
+    if (typeof got !== 'number') return new Lease<T>(this.id, got)
+    if (got === GET_CLOSED) throw new QueueClosedError('every sender has closed and the queue is drained')
+    return NOTHING
   }
 
   /** Yields messages until every sender has closed and the queue is drained. */

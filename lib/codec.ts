@@ -106,3 +106,19 @@ export function decodeCopy(tag: number, scratch: Buffer, length: number): unknow
   new Uint8Array(own).set(bytes)
   return decodeOwn(tag, own)
 }
+
+/** A message seen in place (a lease): raw types as views of `view`'s memory. */
+export function decodeView(tag: number, view: Buffer): unknown {
+  if (tag === TAG_BUFFER) return view
+  // Copies: a string, or a value v8.deserialize might keep views into.
+  if (tag === TAG_STRING) return view.toString('utf8')
+  if (tag === TAG_V8) return v8.deserialize(Buffer.from(view))
+  const { byteOffset, byteLength } = view
+  const buffer = view.buffer as ArrayBuffer
+  if (tag <= TYPED_ARRAYS.length) {
+    const Type = TYPED_ARRAYS[tag - 1]
+    return new Type(buffer, byteOffset, byteLength / Type.BYTES_PER_ELEMENT)
+  }
+  if (tag === TAG_DATAVIEW) return new DataView(buffer, byteOffset, byteLength)
+  return buffer
+}

@@ -225,6 +225,65 @@ fn a_sender_dies_at_any_step_of_put() {
 }
 
 #[test]
+fn a_sender_dies_at_any_step_of_reserve_and_commit() {
+    every_step("reserve", |k| {
+        let w = World::new();
+        let mut victim = End::attach(&w.handle, Role::Sender).unwrap();
+        let (done, steps) = run(k, || {
+            for id in [1001u64, 1002] {
+                let bytes = message(id);
+                let Got::Message(view) = victim.reserve(bytes.len() as u64).unwrap() else {
+                    panic!("full")
+                };
+                assert_eq!(view.ptr as usize % 64, 0, "64-byte aligned");
+                // SAFETY: the view holds bytes.len() writable bytes until commit.
+                unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), view.ptr, bytes.len()) };
+                crash_point!();
+                victim.commit(view.hold, bytes.len() as u64, 0).unwrap();
+            }
+        });
+        if done.is_none() {
+            kill(victim);
+        } else {
+            drop(victim);
+        }
+        w.check(&[], &[1001, 1002], &format!("reserve crash {k:?}"));
+        steps
+    });
+}
+
+#[test]
+fn a_receiver_dies_at_any_step_of_lease_and_release() {
+    every_step("lease", |k| {
+        let mut w = World::new();
+        let mut victim = End::attach(&w.handle, Role::Receiver).unwrap();
+        let taken = std::cell::RefCell::new(Vec::new());
+        let (done, steps) = run(k, || {
+            for _ in 0..2 {
+                let Got::Message(view) = victim.lease().unwrap() else {
+                    panic!("empty")
+                };
+                // SAFETY: the view holds view.len readable bytes until release.
+                let id = decode(unsafe { std::slice::from_raw_parts(view.ptr, view.len) });
+                crash_point!();
+                victim.release(view.hold).unwrap();
+                taken.borrow_mut().push(id);
+            }
+        });
+        let taken = taken.into_inner();
+        w.expected.retain(|id| !taken.contains(id));
+        let reading: Vec<u64> = w.expected.iter().copied().take(1).collect();
+        if done.is_none() {
+            kill(victim);
+        } else {
+            drop(victim);
+        }
+        w.check(&reading, &[], &format!("lease crash {k:?}"));
+        steps
+    });
+}
+
+#[test]
 fn a_receiver_dies_at_any_step_of_get() {
     every_step("get", |k| {
         let w = World::new();

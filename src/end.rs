@@ -4,8 +4,9 @@
 use crate::codec;
 use crate::error::{Code, ShmqError};
 use crate::layout::{KIND_INLINE, KIND_PAYLOAD};
-use crate::payload::{Cache, Pool};
+use crate::payload::{Cache, Pool, Staged};
 use crate::queue::{Claimed, Member, Message, Queue, Role};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
@@ -39,6 +40,29 @@ pub enum Got<T> {
     Closed,
 }
 
+/// Keeps a mapping alive while a JS view of it exists.
+pub type Keep = Arc<dyn Send + Sync>;
+
+/// Shared memory handed to JS in place: a slot being written (reserve) or
+/// read (lease). Its `ptr` stays valid while `keep` lives.
+pub struct View {
+    pub hold: u32,
+    pub ptr: *mut u8,
+    pub len: usize,
+    pub tag: u32,
+    pub keep: Keep,
+}
+
+/// A slot this end holds across calls.
+enum Hold {
+    Reserved {
+        pos: u64,
+        len: u64,
+        staged: Option<Staged>,
+    },
+    Leased(Claimed),
+}
+
 /// What an end was opened on; kept after close.
 pub struct Info {
     pub handle: String,
@@ -57,6 +81,7 @@ pub struct End {
     created_here: bool,
     pool: Pool,
     cache: Cache,
+    holds: HashMap<u32, Hold>,
 }
 
 /// Queues whose creator closed its unused ends before anyone attached: kept
@@ -103,6 +128,7 @@ impl End {
             created_here,
             pool: Pool::default(),
             cache: Cache::default(),
+            holds: HashMap::new(),
         }
     }
 
@@ -186,7 +212,12 @@ impl End {
         } else {
             None
         };
-        let Some(pos) = q.claim_tail(&m)? else {
+        let pos = match q.claim_tail(&m)? {
+            Some(pos) => Some(pos),
+            None if q.reap_if_due() => q.claim_tail(&m)?,
+            None => None,
+        };
+        let Some(pos) = pos else {
             // Waiting only makes sense while some receiver may still come.
             return Ok(if q.receivers_gone() {
                 Put::Closed
@@ -229,15 +260,10 @@ impl End {
     /// out) while the slot is held.
     pub fn get<T>(&mut self, read: impl FnOnce(u32, &[u8]) -> T) -> Result<Got<T>, ShmqError> {
         let (q, m) = self.take_part()?;
-        // Empty means closed only if every sender had gone *before* a second
-        // look also found nothing (a sender may publish, then close).
-        let c = match q.claim_head(&m)? {
-            Some(c) => c,
-            None if q.senders_gone() => match q.claim_head(&m)? {
-                Some(c) => c,
-                None => return Ok(Got::Closed),
-            },
-            None => return Ok(Got::Empty),
+        let c = match next(&q, &m)? {
+            Got::Message(c) => c,
+            Got::Empty => return Ok(Got::Empty),
+            Got::Closed => return Ok(Got::Closed),
         };
         stall_if_testing("get");
         crash_point!();
@@ -275,6 +301,241 @@ impl End {
         }
     }
 
+    /// Numbers are unique in the process, so a stale number (a JS finalizer
+    /// running late) never matches another end's hold.
+    fn hold(&mut self, hold: Hold) -> u32 {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.holds.insert(id, hold);
+        id
+    }
+
+    fn take_hold(&mut self, hold: u32, leased: bool) -> Option<Hold> {
+        match self.holds.get(&hold) {
+            Some(Hold::Leased(_)) if leased => self.holds.remove(&hold),
+            Some(Hold::Reserved { .. }) if !leased => self.holds.remove(&hold),
+            _ => None,
+        }
+    }
+
+    /// Claims a slot for a message of `len` bytes written in place (a
+    /// payload segment if it does not fit the slot). `Done` carries the view.
+    pub fn reserve(&mut self, len: u64) -> Result<Got<View>, ShmqError> {
+        let (q, m) = self.take_part()?;
+        if len > q.max_message_size {
+            return Err(ShmqError::new(
+                Code::TooLarge,
+                format!(
+                    "a reservation of {len} bytes exceeds maxMessageSize ({})",
+                    q.max_message_size
+                ),
+            ));
+        }
+        let staged = if len > u64::from(q.slot_size) {
+            Some(self.pool.stage(q.id, m.owner(), len)?)
+        } else {
+            None
+        };
+        let pos = match q.claim_tail(&m)? {
+            Some(pos) => Some(pos),
+            None if q.reap_if_due() => q.claim_tail(&m)?,
+            None => None,
+        };
+        let Some(pos) = pos else {
+            return Ok(if q.receivers_gone() {
+                Got::Closed
+            } else {
+                Got::Empty
+            });
+        };
+        let (ptr, keep): (*mut u8, Keep) = match &staged {
+            Some(s) => {
+                let (ptr, seg) = self.pool.reserve(s);
+                (ptr, seg)
+            }
+            None => (q.slot_data(pos), q.clone()),
+        };
+        let hold = self.hold(Hold::Reserved { pos, len, staged });
+        Ok(Got::Message(View {
+            hold,
+            ptr,
+            len: len as usize,
+            tag: 0,
+            keep,
+        }))
+    }
+
+    /// Publishes reservation `hold` with the first `len` bytes written.
+    pub fn commit(&mut self, hold: u32, len: u64, tag: u32) -> Result<(), ShmqError> {
+        let q = self.queue()?.clone();
+        let m = self
+            .member
+            .ok_or_else(|| ShmqError::invalid("no reservation"))?;
+        let Some(Hold::Reserved {
+            pos,
+            len: room,
+            staged,
+        }) = self.take_hold(hold, false)
+        else {
+            return Err(ShmqError::invalid(format!("no reservation number {hold}")));
+        };
+        let len = len.min(room);
+        let (kind, payload_name, payload_gen) = match staged {
+            Some(s) if len > u64::from(q.slot_size) => {
+                let (name, generation) = self.pool.commit(s)?;
+                (KIND_PAYLOAD, name, generation)
+            }
+            Some(s) => {
+                // It fits the slot after all: one small copy.
+                let (ptr, _) = self.pool.reserve(&s);
+                self.pool.unreserve(&s);
+                // SAFETY: the reserved segment holds `room` >= len bytes and
+                // the slot `slot_size` >= len; this end owns both.
+                unsafe { std::ptr::copy_nonoverlapping(ptr, q.slot_data(pos), len as usize) };
+                (KIND_INLINE, 0, 0)
+            }
+            None => (KIND_INLINE, 0, 0),
+        };
+        q.publish(
+            &m,
+            pos,
+            &Message {
+                tag,
+                len,
+                kind,
+                payload_name,
+                payload_gen,
+            },
+        )
+    }
+
+    /// Gives reservation `hold` back unsent.
+    pub fn abort(&mut self, hold: u32) -> Result<(), ShmqError> {
+        let Some(Hold::Reserved { pos, staged, .. }) = self.take_hold(hold, false) else {
+            return Ok(());
+        };
+        let q = self.queue()?.clone();
+        let m = self
+            .member
+            .ok_or_else(|| ShmqError::invalid("no reservation"))?;
+        if let Some(s) = staged {
+            self.pool.unreserve(&s);
+        }
+        q.abandon(&m, pos)
+    }
+
+    /// Takes the next message in place: a view of its bytes in shared
+    /// memory, held until `release`.
+    pub fn lease(&mut self) -> Result<Got<View>, ShmqError> {
+        let (q, m) = self.take_part()?;
+        let c = match next(&q, &m)? {
+            Got::Message(c) => c,
+            Got::Empty => return Ok(Got::Empty),
+            Got::Closed => return Ok(Got::Closed),
+        };
+        let ptr = match self.read(&q, &c) {
+            Ok(ptr) => ptr,
+            Err(e) => {
+                self.give_back(&q, &m, &c)?;
+                return Err(e);
+            }
+        };
+        let keep: Keep = match self.cache.mapping(c.payload_name) {
+            Some(seg) if c.kind == KIND_PAYLOAD => seg,
+            _ => q.clone(),
+        };
+        let (len, tag) = (c.len as usize, c.tag);
+        let hold = self.hold(Hold::Leased(c));
+        Ok(Got::Message(View {
+            hold,
+            ptr: ptr.cast_mut(),
+            len,
+            tag,
+            keep,
+        }))
+    }
+
+    /// Ends lease `hold`: the slot (and payload segment) go back. Idempotent.
+    pub fn release(&mut self, hold: u32) -> Result<(), ShmqError> {
+        let Some(Hold::Leased(c)) = self.take_hold(hold, true) else {
+            return Ok(());
+        };
+        let q = self.queue()?.clone();
+        let m = self.member.ok_or_else(|| ShmqError::invalid("no lease"))?;
+        self.give_back(&q, &m, &c)
+    }
+
+    fn give_back(&mut self, q: &Queue, m: &Member, c: &Claimed) -> Result<(), ShmqError> {
+        if c.kind == KIND_PAYLOAD {
+            self.cache.done(q.id, c.payload_name, c.payload_gen);
+        }
+        q.free(m, c)
+    }
+
+    /// Puts messages in order until one does not fit: returns how many went
+    /// (each whole or not at all), or `Closed` if none did and no receiver
+    /// is left.
+    pub fn put_many<'a>(
+        &mut self,
+        messages: impl Iterator<Item = (u32, &'a [u8])>,
+    ) -> Result<Got<usize>, ShmqError> {
+        let mut sent = 0;
+        for (tag, bytes) in messages {
+            match self.put(tag, bytes)? {
+                Put::Done => sent += 1,
+                Put::Closed if sent == 0 => return Ok(Got::Closed),
+                Put::Full | Put::Closed => break,
+            }
+        }
+        Ok(Got::Message(sent))
+    }
+
+    /// Takes up to `max` messages that fit `out` back to back, recording
+    /// `(tag, length)` pairs in `meta` (tag -1: a corrupt message, skipped,
+    /// which ends the batch). Returns how many; 0 when the queue is empty or
+    /// its oldest message does not fit (the caller then takes one by `get`).
+    pub fn get_many(
+        &mut self,
+        max: usize,
+        out: &mut [u8],
+        meta: &mut [f64],
+    ) -> Result<usize, ShmqError> {
+        let (q, m) = self.take_part()?;
+        let max = max.min(meta.len() / 2);
+        let (mut n, mut at) = (0, 0);
+        while n < max {
+            let Some(c) = q.claim_head_within(&m, (out.len() - at) as u64)? else {
+                break;
+            };
+            let copied = self.read(&q, &c).map(|p| {
+                // SAFETY: p points at c.len readable bytes (checked by
+                // `read`), and c.len <= out.len() - at (checked by the claim).
+                unsafe { std::ptr::copy_nonoverlapping(p, out[at..].as_mut_ptr(), c.len as usize) }
+            });
+            self.give_back(&q, &m, &c)?;
+            meta[2 * n] = if copied.is_ok() {
+                f64::from(c.tag)
+            } else {
+                -1.0
+            };
+            meta[2 * n + 1] = c.len as f64;
+            n += 1;
+            if copied.is_err() {
+                break;
+            }
+            at += c.len as usize;
+        }
+        if n == 0 {
+            q.reap_if_due();
+        }
+        Ok(n)
+    }
+
+    /// Numbers of the reservations and leases still held.
+    pub fn holds(&self) -> Vec<u32> {
+        self.holds.keys().copied().collect()
+    }
+
     /// Messages this end put that no receiver has taken yet.
     pub fn unacked(&self) -> u32 {
         match (&self.queue, &self.member) {
@@ -286,6 +547,11 @@ impl End {
     /// Stops taking part and returns the mapping; the last live end out
     /// removes the queue (`Queue::drop`). Idempotent.
     pub fn close(&mut self) {
+        // Leases go back and reservations are abandoned first.
+        for hold in self.holds() {
+            let _ = self.release(hold);
+            let _ = self.abort(hold);
+        }
         let Some(q) = self.queue.take() else { return };
         // Dead peers' rows go first, so their payload segments go too.
         q.reap_dead();
@@ -302,6 +568,23 @@ impl End {
         drop(q);
         release_lingering(false);
     }
+}
+
+/// Claims the oldest message. Empty means closed only if every sender had
+/// gone *before* a second look also found nothing (a sender may publish,
+/// then close); a dead peer found on the way is reaped first.
+fn next(q: &Queue, m: &Member) -> Result<Got<Claimed>, ShmqError> {
+    if let Some(c) = q.claim_head(m)? {
+        return Ok(Got::Message(c));
+    }
+    let reaped = q.reap_if_due();
+    let gone = q.senders_gone();
+    if reaped || gone {
+        if let Some(c) = q.claim_head(m)? {
+            return Ok(Got::Message(c));
+        }
+    }
+    Ok(if gone { Got::Closed } else { Got::Empty })
 }
 
 impl Drop for End {

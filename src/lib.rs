@@ -6,6 +6,7 @@
 //! for large messages), `codec` (tags), `end` (one queue end), `waiter`
 //! (async waits, one thread per process), `gc` (listing and removing queues
 //! in /dev/shm); `crashpoints` (tests only) stops an end after each step.
+//! `views` hands shared memory to JS in place (reserve / lease).
 //! This file and `hot` (raw callbacks for put/get) only bind them to JavaScript.
 //!
 //! Ends live in a per-thread registry and JS refers to them by number: plain
@@ -40,6 +41,7 @@ mod payload;
 mod queue;
 mod segment;
 mod sync;
+pub mod views;
 mod waiter;
 
 use end::{End, Got, Put};
@@ -64,6 +66,9 @@ struct Registered {
     end: End,
     waiter: Waiter,
     last_tag: u32,
+    /// Weak references to the Buffers handed out for reservations and
+    /// leases, by hold number, so they can be detached when the hold ends.
+    views: std::collections::HashMap<u32, sys::napi_ref>,
 }
 
 /// The ends of one JS thread (main or worker), by number.
@@ -88,6 +93,7 @@ fn register(end: End) -> u32 {
         end,
         waiter: Waiter::default(),
         last_tag: 0,
+        views: Default::default(),
     };
     ENDS.with_borrow_mut(
         |Registry(ends)| match ends.iter().position(Option::is_none) {
@@ -103,7 +109,7 @@ fn register(end: End) -> u32 {
     )
 }
 
-fn with_end<R>(id: u32, f: impl FnOnce(&mut Registered) -> Result<R>) -> Result<R> {
+pub(crate) fn with_end<R>(id: u32, f: impl FnOnce(&mut Registered) -> Result<R>) -> Result<R> {
     ENDS.with_borrow_mut(|Registry(ends)| match ends.get_mut(id as usize) {
         Some(Some(r)) => f(r),
         _ => Err(ShmqError::invalid(format!("no queue end number {id} in this thread")).into()),
@@ -340,6 +346,69 @@ pub(crate) fn get_message(
     })
 }
 
+impl Bytes {
+    /// The bytes as `len / size_of::<T>()` elements of a typed array.
+    /// SAFETY: the caller passes the typed array of element type T (JS
+    /// aligns its data to the element size) and keeps it alive for the call.
+    unsafe fn elements<T>(&mut self) -> &mut [T] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: see above; the JS side lends the memory for this call only.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.ptr.cast_mut().cast::<T>(),
+                self.len / std::mem::size_of::<T>(),
+            )
+        }
+    }
+}
+
+/// Puts messages `from..` of a batch: `tags` (Uint32Array) and `lengths`
+/// (Float64Array) describe them, `data` holds their bytes back to back.
+/// Returns how many were put (each whole or not at all, in order), or
+/// GET_CLOSED if none was and no receiver is left.
+#[napi]
+pub fn end_put_many(
+    id: u32,
+    mut tags: Bytes,
+    mut lengths: Bytes,
+    data: Bytes,
+    from: u32,
+) -> Result<f64> {
+    // SAFETY: the JS wrapper passes a Uint32Array and a Float64Array.
+    let (tags, lengths) = unsafe { (tags.elements::<u32>(), lengths.elements::<f64>()) };
+    let data = data.as_slice();
+    let mut at = 0usize;
+    let mut messages = Vec::with_capacity(tags.len());
+    for (&tag, &len) in tags.iter().zip(lengths.iter()) {
+        let len = len as usize;
+        let bytes = data
+            .get(at..at.saturating_add(len))
+            .ok_or_else(|| ShmqError::invalid("a batch is shorter than its lengths say"))?;
+        messages.push((tag, bytes));
+        at += len;
+    }
+    let from = (from as usize).min(messages.len());
+    with_end(id, |r| {
+        Ok(match r.end.put_many(messages.drain(from..))? {
+            Got::Message(n) => n as f64,
+            Got::Empty | Got::Closed => GET_CLOSED,
+        })
+    })
+}
+
+/// Takes up to `max` messages into `out` (a Buffer) back to back, with
+/// `(tag, length)` pairs in `meta` (a Float64Array; tag -1: a corrupt
+/// message). Returns how many; 0 if none fits (take one by `get`).
+#[napi]
+pub fn end_get_many(id: u32, max: u32, mut out: Bytes, mut meta: Bytes) -> Result<u32> {
+    // SAFETY: the JS wrapper passes a Buffer and a Float64Array it does not
+    // touch during this call.
+    let (out, meta) = unsafe { (out.elements::<u8>(), meta.elements::<f64>()) };
+    with_end(id, |r| Ok(r.end.get_many(max as usize, out, meta)? as u32))
+}
+
 /// The tag of the last message `get` returned as a Buffer.
 #[napi]
 pub fn end_last_tag(id: u32) -> Result<u32> {
@@ -457,9 +526,10 @@ pub fn end_receivers_gone(id: u32) -> Result<bool> {
 
 /// Stops the end taking part (idempotent); its number stays valid.
 #[napi]
-pub fn end_close(id: u32) -> Result<()> {
+pub fn end_close(env: &Env, id: u32) -> Result<()> {
     with_end(id, |r| {
         r.waiter.cancel();
+        views::detach_all(env.raw(), r);
         r.end.close();
         Ok(())
     })
@@ -467,10 +537,12 @@ pub fn end_close(id: u32) -> Result<()> {
 
 /// Closes the end and forgets its number (its JS object was collected).
 #[napi]
-pub fn end_free(id: u32) {
+pub fn end_free(env: &Env, id: u32) {
     let taken =
         ENDS.with_borrow_mut(|Registry(ends)| ends.get_mut(id as usize).and_then(Option::take));
-    drop(taken);
+    if let Some(mut r) = taken {
+        views::detach_all(env.raw(), &mut r);
+    }
 }
 
 /// Releases queues whose creator closed its unused ends (called at exit).

@@ -12,6 +12,7 @@ use crate::segment::{self, Segment};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire};
+use std::sync::Arc;
 
 /// Segments are sized in steps of this many bytes, so that messages of
 /// slightly different sizes reuse the same segment.
@@ -34,8 +35,11 @@ const fn word(generation: u64, st: u64) -> u64 {
 
 struct Owned {
     name: u64,
-    seg: Segment,
+    /// Shared with the views of a reservation, so it outlives them.
+    seg: Arc<Segment>,
     capacity: u64,
+    /// Handed out by `reserve` (still FREE, but being written by JS).
+    reserved: bool,
 }
 
 impl Owned {
@@ -54,23 +58,23 @@ pub struct Pool {
 
 /// A free segment picked for the next message.
 pub struct Staged {
-    index: usize,
+    name: u64,
 }
 
 impl Pool {
     /// Finds a free segment of at least `len` bytes, creating one if needed.
     /// `owner` is the sending end (`row << 32 | generation`).
     pub fn stage(&mut self, queue_id: u64, owner: u64, len: u64) -> Result<Staged, ShmqError> {
-        let free = |o: &Owned| o.state().load(Acquire) & 3 == PAYLOAD_FREE;
+        let free = |o: &Owned| !o.reserved && o.state().load(Acquire) & 3 == PAYLOAD_FREE;
         if let Some(index) = self
             .owned
             .iter()
             .enumerate()
             .filter(|(_, o)| o.capacity >= len && free(o))
             .min_by_key(|(_, o)| o.capacity)
-            .map(|(i, _)| i)
+            .map(|(_, o)| o.name)
         {
-            return Ok(Staged { index });
+            return Ok(Staged { name: index });
         }
         // Free segments too small for this message are unlikely to be useful: retire them.
         let (small, keep): (Vec<Owned>, Vec<Owned>) = self
@@ -103,20 +107,64 @@ impl Pool {
         )?;
         self.owned.push(Owned {
             name,
-            seg,
+            seg: Arc::new(seg),
             capacity,
+            reserved: false,
         });
-        Ok(Staged {
-            index: self.owned.len() - 1,
-        })
+        Ok(Staged { name })
+    }
+
+    fn get(&mut self, name: u64) -> &mut Owned {
+        // Staged names come from this pool and stay in it while staged.
+        let i = self.owned.iter().position(|o| o.name == name).unwrap_or(0);
+        &mut self.owned[i]
+    }
+
+    /// Hands the staged segment's data area out for writing in place: a
+    /// pointer to its first byte (64-byte aligned) and the mapping to keep
+    /// alive while a view of it exists.
+    pub fn reserve(&mut self, staged: &Staged) -> (*mut u8, Arc<Segment>) {
+        let o = self.get(staged.name);
+        o.reserved = true;
+        // SAFETY: the data area starts PAYLOAD_HEADER_SIZE bytes in (checked in stage).
+        (
+            unsafe { o.seg.as_ptr().add(PAYLOAD_HEADER_SIZE) },
+            o.seg.clone(),
+        )
+    }
+
+    /// A reservation ends: the segment may be staged again.
+    pub fn unreserve(&mut self, staged: &Staged) {
+        self.get(staged.name).reserved = false;
+    }
+
+    /// Marks a reserved segment, already written, in use; returns its name
+    /// and the generation the slot must record.
+    pub fn commit(&mut self, staged: Staged) -> Result<(u64, u64), ShmqError> {
+        self.unreserve(&staged);
+        self.mark_in_use(staged)
+    }
+
+    fn mark_in_use(&mut self, staged: Staged) -> Result<(u64, u64), ShmqError> {
+        let o = self.get(staged.name);
+        let now = o.state().load(Acquire);
+        if now & 3 != PAYLOAD_FREE {
+            return Err(ShmqError::invalid(
+                "a staged payload segment is no longer free",
+            ));
+        }
+        let generation = (now >> 2).wrapping_add(1) & (u64::MAX >> 2);
+        o.state()
+            .compare_exchange(now, word(generation, PAYLOAD_IN_USE), AcqRel, Acquire)
+            .map_err(|_| ShmqError::invalid("a staged payload segment was taken"))?;
+        Ok((o.name, generation))
     }
 
     /// Copies `data` into the staged segment and marks it in use; returns its
     /// name and the generation the slot must record.
     pub fn fill(&mut self, staged: Staged, data: &[u8]) -> Result<(u64, u64), ShmqError> {
-        let o = &self.owned[staged.index];
-        let now = o.state().load(Acquire);
-        if now & 3 != PAYLOAD_FREE {
+        let o = self.get(staged.name);
+        if o.state().load(Acquire) & 3 != PAYLOAD_FREE {
             return Err(ShmqError::invalid(
                 "a staged payload segment is no longer free",
             ));
@@ -131,11 +179,7 @@ impl Pool {
                 data.len(),
             )
         };
-        let generation = (now >> 2).wrapping_add(1) & (u64::MAX >> 2);
-        o.state()
-            .compare_exchange(now, word(generation, PAYLOAD_IN_USE), AcqRel, Acquire)
-            .map_err(|_| ShmqError::invalid("a staged payload segment was taken"))?;
-        Ok((o.name, generation))
+        self.mark_in_use(staged)
     }
 
     /// The sender is going away: segments still holding a queued message are
@@ -220,10 +264,11 @@ pub fn unlink_all(queue_id: u64) {
     }
 }
 
-/// The payload segments one receiving end has mapped.
+/// The payload segments one receiving end has mapped (shared with the views
+/// of leases, so a mapping outlives them).
 #[derive(Default)]
 pub struct Cache {
-    mapped: HashMap<u64, Segment>,
+    mapped: HashMap<u64, Arc<Segment>>,
 }
 
 impl Cache {
@@ -244,7 +289,7 @@ impl Cache {
                     "payload segment {name:016x} is not one of this queue's"
                 )));
             }
-            self.mapped.insert(name, seg);
+            self.mapped.insert(name, Arc::new(seg));
         }
         let seg = &self.mapped[&name];
         let capacity = header(seg, queue_id).map_or(0, |h| h.capacity);
@@ -258,6 +303,11 @@ impl Cache {
                 "payload segment {name:016x} is smaller than its {len}-byte message"
             ))),
         }
+    }
+
+    /// The mapping of segment `name` (after `bytes` found it).
+    pub fn mapping(&self, name: u64) -> Option<Arc<Segment>> {
+        self.mapped.get(&name).cloned()
     }
 
     /// The message of generation `generation` in segment `name` has been

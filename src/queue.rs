@@ -29,6 +29,8 @@ pub struct Queue {
     /// Created here or joined: dropping this object may then remove the
     /// queue (an object opened only to inspect it never does).
     took_part: std::sync::atomic::AtomicBool,
+    /// When `reap_if_due` last looked (ms on `sync::now_ms`).
+    last_probe: AtomicU64,
     pub id: u64,
     pub name: String,
     pub capacity: u32,
@@ -159,6 +161,7 @@ impl Queue {
             probe,
             rows: Mutex::new([0; MAX_ENDS as usize / 64]),
             took_part: std::sync::atomic::AtomicBool::new(false),
+            last_probe: AtomicU64::new(0),
             id,
             name,
             capacity,
@@ -446,6 +449,23 @@ impl Queue {
         }
     }
 
+    /// `reap_dead`, at most once per `sync::PROBE`: for ends that find the
+    /// queue full or empty without waiting (a dead peer may hold the slot they
+    /// need, and nobody else may be waiting to notice). True if it reaped.
+    pub fn reap_if_due(&self) -> bool {
+        let now = sync::now_ms();
+        let last = self.last_probe.load(Relaxed);
+        if now.saturating_sub(last) < sync::PROBE.as_millis() as u64
+            || self
+                .last_probe
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        self.reap_dead() > 0
+    }
+
     /// Reaps the rows whose end has died: takes each such row's lock (which
     /// only succeeds once its holder is gone), resolves the slots and payload
     /// segments it held, and frees it. Returns how many were reaped.
@@ -617,11 +637,36 @@ impl Queue {
         Ok(())
     }
 
+    /// Gives up the slot claimed at `pos` without a message: consumers skip it.
+    pub fn abandon(&self, m: &Member, pos: u64) -> Result<(), ShmqError> {
+        self.seq(pos)
+            .compare_exchange(
+                seq_word(pos, m.index, SLOT_WRITING),
+                seq_word(pos, 0, SLOT_VOID),
+                AcqRel,
+                Acquire,
+            )
+            .map_err(|_| self.taken())?;
+        sync::notify(self.items());
+        Ok(())
+    }
+
     // ---- consuming ----
 
     /// Claims the oldest published message, or None if there is none yet.
     /// Void slots (their producer died) are freed on the way.
     pub fn claim_head(&self, m: &Member) -> Result<Option<Claimed>, ShmqError> {
+        self.claim_head_within(m, u64::MAX)
+    }
+
+    /// `claim_head`, but only a message of at most `max_len` bytes (None if
+    /// the oldest is longer). The length is read before the claim: the CAS
+    /// that claims succeeds only if the slot did not change meanwhile.
+    pub fn claim_head_within(
+        &self,
+        m: &Member,
+        max_len: u64,
+    ) -> Result<Option<Claimed>, ShmqError> {
         let head = &*self.header().head;
         let cap = u64::from(self.capacity);
         for _ in 0..MAX_CLAIM_SPINS {
@@ -635,6 +680,7 @@ impl Queue {
                         .is_ok()
                 };
                 match seq_state(s) {
+                    SLOT_FULL if self.slot(p).len.load(Acquire) > max_len => return Ok(None),
                     SLOT_FULL if cas(seq_word(p, m.index, SLOT_READING)) => {
                         crash_point!();
                         let _ = head.compare_exchange(p, p.wrapping_add(1), AcqRel, Relaxed);

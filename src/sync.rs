@@ -42,6 +42,13 @@ pub fn timespec(d: Duration) -> futex::Timespec {
     }
 }
 
+/// Milliseconds on the monotonic clock since this process first asked
+/// (plus one, so 0 means "never").
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1 + PROBE.as_millis() as u64
+}
+
 /// A deadline from a timeout in milliseconds, on the monotonic clock;
 /// negative, NaN, infinite or too far to represent = none.
 pub fn deadline(timeout_ms: f64) -> Option<Instant> {

@@ -1,0 +1,70 @@
+// putMany / getMany: many messages per native call, each whole or not at all,
+// order kept per sender, across processes.
+import test from 'ava'
+import { fork } from 'node:child_process'
+import { once } from 'node:events'
+import { createSharedMemoryPair } from 'shmq'
+import { fixture, shmNames } from './helpers.mjs'
+
+test('two producers putMany, two getMany loops in this process: nothing lost or duplicated, per-sender order kept', async (t) => {
+  const [tx, rx] = createSharedMemoryPair({ capacity: 64, slotSize: 256 })
+  const count = 20_000
+  const children = [0, 1].map((id) => fork(fixture('batch-peer.mjs'), [tx.handle, id, count, 256]))
+  tx.close()
+  const last = [-1, -1]
+  let received = 0
+  const consume = async () => {
+    for (;;) {
+      let batch
+      try {
+        batch = await rx.getMany(300)
+      } catch (e) {
+        if (e.code === 'ERR_SHMQ_CLOSED') return
+        throw e
+      }
+      t.true(batch.length >= 1 && batch.length <= 300)
+      for (const m of batch) {
+        const [id, seq] = String(m).split(':').map(Number)
+        if (seq !== last[id] + 1) t.fail(`producer ${id}: ${seq} after ${last[id]}`)
+        t.is(typeof m === 'string', seq % 2 === 1)
+        last[id] = seq
+        received++
+      }
+    }
+  }
+  await Promise.all([consume(), consume(), ...children.map((c) => once(c, 'exit'))])
+  t.is(received, 2 * count)
+  t.deepEqual(last, [count - 1, count - 1])
+  rx.close()
+  t.deepEqual(shmNames(tx.handle), [])
+})
+
+test('putMany: bad values send nothing; a full queue times out with how many were sent; getMany checks max', async (t) => {
+  const [tx, rx] = createSharedMemoryPair({ capacity: 4, maxMessageSize: 100 })
+  t.throws(() => tx.putManySync([1, () => {}]), { code: 'ERR_SHMQ_NOT_CLONEABLE' })
+  t.throws(() => tx.putManySync(['x', Buffer.alloc(101)]), { code: 'ERR_SHMQ_TOO_LARGE' })
+  t.throws(() => tx.putManySync('abc'), { code: 'ERR_INVALID_ARG_TYPE' })
+  t.throws(() => rx.getNowait(), { code: 'ERR_SHMQ_EMPTY' }, 'nothing was sent')
+  const e = await t.throwsAsync(tx.putMany([1, 2, 3, 4, 5, 6], { timeout: 50 }), { code: 'ERR_SHMQ_FULL' })
+  t.is(e.sent, 4)
+  t.deepEqual(rx.getManySync(10), [1, 2, 3, 4])
+  t.throws(() => rx.getManySync(0), { code: 'ERR_OUT_OF_RANGE' })
+  t.throws(() => rx.getManySync(2, { block: false }), { code: 'ERR_SHMQ_EMPTY' })
+  tx.putManySync([])
+  tx.putSync(Buffer.alloc(100, 1))
+  t.is(rx.getManySync(5)[0].length, 100)
+  tx.close()
+  t.throws(() => rx.getManySync(2), { code: 'ERR_SHMQ_CLOSED' })
+  rx.close()
+})
+
+test('getMany returns a message larger than its batch buffer on its own', (t) => {
+  const [tx, rx] = createSharedMemoryPair({ capacity: 4 })
+  tx.putManySync(['a', Buffer.alloc(3 << 20, 2), 'b'])
+  t.deepEqual(rx.getManySync(10), ['a'])
+  const [big] = rx.getManySync(10)
+  t.is(big.length, 3 << 20)
+  t.deepEqual(rx.getManySync(10), ['b'])
+  tx.close()
+  rx.close()
+})

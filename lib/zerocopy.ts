@@ -1,0 +1,95 @@
+// Zero-copy: a Reservation is a slot being written in place, a Lease a
+// message being read in place. Their Buffers are views of shared memory,
+// detached (byteLength 0) once the hold ends; one collected unreleased is
+// released (or aborted) by its finalizer.
+import { binding } from './binding'
+import { decodeView, TAG_BUFFER } from './codec'
+import { native, outOfRange } from './errors'
+
+/** What the addon returns for a hold. */
+export interface Held {
+  hold: number
+  tag: number
+  buffer: Buffer
+}
+
+// A finalizer that finds its end closed or gone has nothing left to do.
+const unreleased = new FinalizationRegistry<{ end: number; hold: number; lease: boolean }>(({ end, hold, lease }) => {
+  try {
+    if (lease) binding.endRelease(end, hold)
+    else binding.endAbort(end, hold)
+  } catch {}
+})
+
+abstract class Hold {
+  readonly #end: number
+  readonly #hold: number
+  #done = false
+
+  protected constructor(end: number, held: Held, lease: boolean) {
+    this.#end = end
+    this.#hold = held.hold
+    unreleased.register(this, { end, hold: held.hold, lease }, this)
+  }
+
+  /** Ends the hold once; false if it had ended already. */
+  protected finish(call: (end: number, hold: number) => void): boolean {
+    if (this.#done) return false
+    this.#done = true
+    unreleased.unregister(this)
+    native(() => call(this.#end, this.#hold))
+    return true
+  }
+}
+
+/** Shared memory reserved for one message: write `buffer`, then `commit()`. */
+export class Reservation extends Hold {
+  /** Writable, 64-byte aligned, backed by the queue's shared memory. */
+  readonly buffer: Buffer
+
+  /** @internal */
+  constructor(end: number, held: Held) {
+    super(end, held, false)
+    this.buffer = held.buffer
+  }
+
+  /** Publishes the first `length` bytes written (default: all); it arrives as a Buffer. */
+  commit(length: number = this.buffer.length): void {
+    if (!Number.isInteger(length) || length < 0 || length > this.buffer.length) {
+      throw outOfRange(`length must be an integer from 0 to ${this.buffer.length}, got ${length}`)
+    }
+    if (!this.finish((end, hold) => binding.endCommit(end, hold, length, TAG_BUFFER))) {
+      throw outOfRange('this reservation was already committed or aborted')
+    }
+  }
+
+  /** Gives the space back; nothing is sent. Idempotent. */
+  abort(): void {
+    this.finish((end, hold) => binding.endAbort(end, hold))
+  }
+
+  [Symbol.dispose](): void {
+    this.abort()
+  }
+}
+
+/** A message read in place: use `value`, then `release()`. */
+export class Lease<T = unknown> extends Hold {
+  /** The message; raw payloads are views of shared memory (no copy). */
+  readonly value: T
+
+  /** @internal */
+  constructor(end: number, held: Held) {
+    super(end, held, true)
+    this.value = decodeView(held.tag, held.buffer) as T
+  }
+
+  /** Gives the space back to the sender(s). Idempotent. */
+  release(): void {
+    this.finish((end, hold) => binding.endRelease(end, hold))
+  }
+
+  [Symbol.dispose](): void {
+    this.release()
+  }
+}
