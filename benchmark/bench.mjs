@@ -121,9 +121,11 @@ for (const t of names) {
 }
 lines.push(`| memcpy, one core, warm | ${sizes.map((s) => `${results.memcpy[s].toFixed(1)} GB/s`).join(' | ')} |`, '')
 const ratio = (a, b) => (a && b ? `${(a.perSecond / b.perSecond).toFixed(1)}×` : 'n/a')
-lines.push(`### Ratios (median / median)`, '', `| shmq async vs | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
-for (const other of names.filter((n) => !n.startsWith('shmq'))) {
-  lines.push(`| ${other} | ${sizes.map((s) => ratio(results.oneway[`shmq async|${s}`], results.oneway[`${other}|${s}`])).join(' | ')} |`)
+lines.push(`### Ratios (median / median)`, '', `| shmq vs | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
+for (const mine of names.filter((n) => n.startsWith('shmq') && n !== 'shmq sync')) {
+  for (const other of names.filter((n) => !n.startsWith('shmq') && n !== 'ipc json')) {
+    lines.push(`| ${mine} / ${other} | ${sizes.map((s) => ratio(results.oneway[`${mine}|${s}`], results.oneway[`${other}|${s}`])).join(' | ')} |`)
+  }
 }
 lines.push('', `## Round trip (µs)`, '', `| transport | 64 B p50 | p99 | max | 4 KiB p50 | p99 | max |`, `|---|---|---|---|---|---|---|`)
 for (const t of names) {

@@ -74,6 +74,99 @@ const shmq = (sync) => ({
   },
 })
 
+/** Zero-copy: the producer writes one byte per 4 KiB page of each
+ * reservation in place, the consumer reads one byte per page of each lease. */
+const shmqLease = {
+  async receive(cfg, forkPeer, onMessage) {
+    const [tx, rx] = createSharedMemoryPair({ capacity: capacityFor(cfg.size) })
+    const peer = forkPeer([tx.handle])
+    tx.close()
+    for (let i = 0; i < cfg.count; i++) {
+      const lease = await rx.lease()
+      onMessage(lease.value)
+      lease.release()
+    }
+    rx.close()
+    await peer.exited
+  },
+  async send(cfg) {
+    const tx = SharedMemorySender.attach(cfg.peerArgs[0])
+    for (let i = 0; i < cfg.count; i++) {
+      const r = await tx.reserve(cfg.size)
+      const b = r.buffer
+      for (let at = 0; at < b.length; at += 4096) b[at] = 0x5a
+      r.commit()
+    }
+    await tx.waitForAllAck()
+    tx.close()
+  },
+  async ping(cfg, forkPeer, message) {
+    const [tx, peerRx] = createSharedMemoryPair({ capacity: 4 })
+    const [peerTx, rx] = createSharedMemoryPair({ capacity: 4 })
+    const peer = forkPeer([peerRx.handle, peerTx.handle])
+    const times = new Float64Array(cfg.count)
+    for (let i = -cfg.warmup; i < cfg.count; i++) {
+      const t0 = process.hrtime.bigint()
+      const r = await tx.reserve(message.length)
+      message.copy(r.buffer)
+      r.commit()
+      ;(await rx.lease()).release()
+      if (i >= 0) times[i] = Number(process.hrtime.bigint() - t0)
+    }
+    tx.close()
+    await peer.exited
+    rx.close()
+    return times
+  },
+  async echo(cfg) {
+    const rx = SharedMemoryReceiver.attach(cfg.peerArgs[0])
+    const tx = SharedMemorySender.attach(cfg.peerArgs[1])
+    for (;;) {
+      let lease
+      try {
+        lease = await rx.lease()
+      } catch {
+        break
+      }
+      const r = await tx.reserve(lease.value.length)
+      lease.value.copy(r.buffer)
+      r.commit()
+      lease.release()
+    }
+    tx.close()
+    rx.close()
+  },
+}
+
+/** putMany / getMany: batches of up to 256 messages (and at most 1 MiB) per native call. */
+const batchFor = (size) => Math.max(1, Math.min(256, Math.floor((1024 * 1024) / size)))
+const shmqBatch = {
+  async receive(cfg, forkPeer, onMessage) {
+    const [tx, rx] = createSharedMemoryPair({ capacity: Math.max(capacityFor(cfg.size), 2 * batchFor(cfg.size)) })
+    const peer = forkPeer([tx.handle])
+    tx.close()
+    for (let n = 0; n < cfg.count; ) {
+      for (const m of await rx.getMany(256)) {
+        onMessage(m)
+        n++
+      }
+    }
+    rx.close()
+    await peer.exited
+  },
+  async send(cfg, message) {
+    const tx = SharedMemorySender.attach(cfg.peerArgs[0])
+    const full = Array(batchFor(cfg.size)).fill(message)
+    for (let sent = 0; sent < cfg.count; sent += full.length) {
+      await tx.putMany(cfg.count - sent >= full.length ? full : full.slice(0, cfg.count - sent))
+    }
+    await tx.waitForAllAck()
+    tx.close()
+  },
+  ping: shmq(false).ping,
+  echo: shmq(false).echo,
+}
+
 /** Node's IPC channel; `json` sends base64 text (JSON cannot carry bytes). */
 const ipc = (serialization) => {
   const encode = serialization === 'json' ? (m) => m.toString('base64') : (m) => m
@@ -262,6 +355,8 @@ function readFrames(socket, onFrame) {
 export const transports = {
   'shmq async': shmq(false),
   'shmq sync': shmq(true),
+  'shmq lease': shmqLease,
+  'shmq batch': shmqBatch,
   'ipc advanced': ipc('advanced'),
   'ipc json': ipc('json'),
   'unix socket': unixSocket,

@@ -27,9 +27,32 @@ export function writableFor(sender: Putter): Writable {
   })
 }
 
+interface Getter {
+  get(): Promise<unknown>
+  close(): void
+}
+
 /** An object-mode Readable of the receiver's messages; ends when the queue is
- * closed and drained. (A `null` message cannot travel in a Node stream: the
- * stream errors with ERR_STREAM_NULL_VALUES; use the async iterator for those.) */
-export function readableFor(messages: AsyncIterable<unknown>): Readable {
-  return Readable.from(messages, { objectMode: true, highWaterMark: 1 })
+ * closed and drained; destroying it closes the receiver, which ends a pending
+ * get without taking a message. (A `null` message cannot travel in a Node
+ * stream: the stream errors with ERR_STREAM_NULL_VALUES; use the async
+ * iterator for those.) */
+export function readableFor(receiver: Getter): Readable {
+  return new Readable({
+    objectMode: true,
+    highWaterMark: 1,
+    read() {
+      receiver.get().then(
+        (value) => this.push(value),
+        (e: unknown) => {
+          if ((e as { code?: unknown }).code === 'ERR_SHMQ_CLOSED') this.push(null)
+          else this.destroy(e as Error)
+        },
+      )
+    },
+    destroy(error, callback) {
+      receiver.close()
+      callback(error)
+    },
+  })
 }

@@ -2,7 +2,7 @@
 // on its own thread (never the libuv pool) and resolves a promise; every
 // pending put/get of one end shares that single native wait.
 import { binding } from './binding'
-import { abortError } from './errors'
+import { abortError, fromNative } from './errors'
 
 export const ITEMS = 0
 export const SPACE = 1
@@ -80,7 +80,7 @@ export class EventWatch {
       const onAbort = (): void => settle(() => reject(abortError(signal!)))
       pending.done.then(
         () => settle(() => resolve(true)),
-        (e: unknown) => settle(() => reject(e)),
+        (e: unknown) => settle(() => reject(fromNative(e))),
       )
       if (timeoutMs !== undefined) timer = setTimeout(() => settle(() => resolve(false)), chunk(timeoutMs))
       signal?.addEventListener('abort', onAbort, { once: true })

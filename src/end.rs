@@ -82,18 +82,27 @@ pub struct End {
     pool: Pool,
     cache: Cache,
     holds: HashMap<u32, Hold>,
+    /// A message claimed whose bytes could not be mapped for a passing
+    /// reason (EMFILE, ENOMEM): the next get or lease tries it again.
+    pending: Option<Claimed>,
 }
 
-/// Queues whose creator closed its unused ends before anyone attached: kept
-/// (and so kept linked, by the creator lock) so a child's attach cannot lose
-/// the race. Released at process exit, or (checked whenever a queue is
-/// created or an end closes here) once the queue is finished: attached,
-/// every sender gone, and drained. Each entry notes the JS thread (main or
+/// Queues whose creator closed its unused ends while someone may still
+/// attach (see `awaited`): kept (and so kept linked, by the creator lock) so
+/// a child's attach cannot lose the race, nor messages already put be lost
+/// with it. Released at process exit, or (checked whenever a queue is
+/// created or an end closes here) once both sides have joined. Each entry notes the JS thread (main or
 /// worker) whose exit releases it.
 static LINGERING: Mutex<Vec<(ThreadId, Arc<Queue>)>> = Mutex::new(Vec::new());
 
 fn lingering() -> std::sync::MutexGuard<'static, Vec<(ThreadId, Arc<Queue>)>> {
     LINGERING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Someone may still attach for it: nobody has yet, or one side never
+/// joined (a producer child may have put and gone before the consumer came).
+fn awaited(q: &Queue) -> bool {
+    !q.ever_attached() || !q.both_sides_joined()
 }
 
 /// Releases this thread's lingering queues (`all`, at its exit), or any
@@ -104,9 +113,7 @@ pub fn release_lingering(all: bool) {
         let mut list = lingering();
         let (go, stay) = std::mem::take(&mut *list)
             .into_iter()
-            .partition(|(thread, q)| {
-                (all && *thread == me) || (q.ever_attached() && q.senders_gone() && q.size() == 0)
-            });
+            .partition(|(thread, q)| (all && *thread == me) || !awaited(q));
         *list = stay;
         go
     };
@@ -129,6 +136,7 @@ impl End {
             pool: Pool::default(),
             cache: Cache::default(),
             holds: HashMap::new(),
+            pending: None,
         }
     }
 
@@ -228,10 +236,14 @@ impl End {
         stall_if_testing("put");
         crash_point!();
         let (kind, payload_name, payload_gen) = match staged {
-            Some(s) => {
-                let (name, generation) = self.pool.fill(s, data)?;
-                (KIND_PAYLOAD, name, generation)
-            }
+            Some(s) => match self.pool.fill(s, data) {
+                Ok((name, generation)) => (KIND_PAYLOAD, name, generation),
+                Err(e) => {
+                    // Never leave a claimed slot behind: it would stall the ring.
+                    let _ = q.abandon(&m, pos);
+                    return Err(e);
+                }
+            },
             None => {
                 // SAFETY: this end owns the slot (WRITING) and the slot holds
                 // slot_size >= len inline bytes.
@@ -260,21 +272,32 @@ impl End {
     /// out) while the slot is held.
     pub fn get<T>(&mut self, read: impl FnOnce(u32, &[u8]) -> T) -> Result<Got<T>, ShmqError> {
         let (q, m) = self.take_part()?;
-        let c = match next(&q, &m)? {
-            Got::Message(c) => c,
-            Got::Empty => return Ok(Got::Empty),
-            Got::Closed => return Ok(Got::Closed),
+        let c = match self.pending.take() {
+            Some(c) => c,
+            None => match next(&q, &m)? {
+                Got::Message(c) => c,
+                Got::Empty => return Ok(Got::Empty),
+                Got::Closed => return Ok(Got::Closed),
+            },
         };
         stall_if_testing("get");
         crash_point!();
-        let out = self.read(&q, &c).map(|p| {
-            // SAFETY: p points at c.len readable bytes (checked by `read`)
-            // that this end owns until the slot is freed below.
-            let slice = unsafe { std::slice::from_raw_parts(p, c.len as usize) };
-            read(c.tag, slice)
-        });
+        let out = match self.read(&q, &c) {
+            Err(e) if e.is_transient() => {
+                self.pending = Some(c);
+                return Err(e);
+            }
+            bytes => bytes.map(|p| {
+                // SAFETY: p points at c.len readable bytes (checked by `read`)
+                // that this end owns until the slot is freed below.
+                let slice = unsafe { std::slice::from_raw_parts(p, c.len as usize) };
+                read(c.tag, slice)
+            }),
+        };
         if c.kind == KIND_PAYLOAD {
             self.cache.done(q.id, c.payload_name, c.payload_gen);
+        } else {
+            self.cache.evict_retired(q.id);
         }
         stall_if_testing("get-returned");
         crash_point!();
@@ -428,13 +451,20 @@ impl End {
     /// memory, held until `release`.
     pub fn lease(&mut self) -> Result<Got<View>, ShmqError> {
         let (q, m) = self.take_part()?;
-        let c = match next(&q, &m)? {
-            Got::Message(c) => c,
-            Got::Empty => return Ok(Got::Empty),
-            Got::Closed => return Ok(Got::Closed),
+        let c = match self.pending.take() {
+            Some(c) => c,
+            None => match next(&q, &m)? {
+                Got::Message(c) => c,
+                Got::Empty => return Ok(Got::Empty),
+                Got::Closed => return Ok(Got::Closed),
+            },
         };
         let ptr = match self.read(&q, &c) {
             Ok(ptr) => ptr,
+            Err(e) if e.is_transient() => {
+                self.pending = Some(c);
+                return Err(e);
+            }
             Err(e) => {
                 self.give_back(&q, &m, &c)?;
                 return Err(e);
@@ -501,17 +531,28 @@ impl End {
         meta: &mut [f64],
     ) -> Result<usize, ShmqError> {
         let (q, m) = self.take_part()?;
+        if self.pending.is_some() {
+            return Ok(0); // `get` retries it
+        }
         let max = max.min(meta.len() / 2);
         let (mut n, mut at) = (0, 0);
         while n < max {
             let Some(c) = q.claim_head_within(&m, (out.len() - at) as u64)? else {
                 break;
             };
-            let copied = self.read(&q, &c).map(|p| {
-                // SAFETY: p points at c.len readable bytes (checked by
-                // `read`), and c.len <= out.len() - at (checked by the claim).
-                unsafe { std::ptr::copy_nonoverlapping(p, out[at..].as_mut_ptr(), c.len as usize) }
-            });
+            let copied = match self.read(&q, &c) {
+                Err(e) if e.is_transient() => {
+                    self.pending = Some(c);
+                    break;
+                }
+                bytes => bytes.map(|p| {
+                    // SAFETY: p points at c.len readable bytes (checked by
+                    // `read`), and c.len <= out.len() - at (checked by the claim).
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(p, out[at..].as_mut_ptr(), c.len as usize)
+                    }
+                }),
+            };
             self.give_back(&q, &m, &c)?;
             meta[2 * n] = if copied.is_ok() {
                 f64::from(c.tag)
@@ -547,7 +588,11 @@ impl End {
     /// Stops taking part and returns the mapping; the last live end out
     /// removes the queue (`Queue::drop`). Idempotent.
     pub fn close(&mut self) {
-        // Leases go back and reservations are abandoned first.
+        // A message it could not read yet, leases and reservations go first.
+        if let (Some(c), Some(m), Ok(q)) = (self.pending.take(), self.member, self.queue().cloned())
+        {
+            let _ = self.give_back(&q, &m, &c);
+        }
         for hold in self.holds() {
             let _ = self.release(hold);
             let _ = self.abort(hold);
@@ -559,7 +604,7 @@ impl End {
         self.cache = Cache::default();
         match self.member.take() {
             Some(m) => q.leave(&m),
-            None if self.created_here && !q.ever_attached() => {
+            None if self.created_here && awaited(&q) => {
                 lingering().push((std::thread::current().id(), q));
                 return;
             }

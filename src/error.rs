@@ -40,6 +40,12 @@ impl ShmqError {
     pub fn invalid(message: impl Into<String>) -> Self {
         ShmqError::new(Code::Invalid, message.into())
     }
+
+    /// An operating-system failure that may pass (out of descriptors or
+    /// memory), as opposed to a queue that is corrupt or gone.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.code, Code::Os | Code::NoSpace)
+    }
 }
 
 impl fmt::Display for ShmqError {

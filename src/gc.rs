@@ -1,6 +1,8 @@
 //! Finding queues in /dev/shm (`shmq ls`) and removing those no live process
 //! uses (`shmq gc`, and once at the first queue a process creates).
 
+use crate::error::Code;
+use crate::lock;
 use crate::payload;
 use crate::queue::Queue;
 use crate::segment::{self, Segment};
@@ -137,12 +139,37 @@ fn remove_queue(f: &Found) -> bool {
     };
     match Queue::open(&f.name) {
         Ok(q) => q.remove_if_unused(),
+        // Payload segments whose queue is gone.
+        Err(e) if e.code == Code::NotFound => {
+            payload::unlink_all(id);
+            true
+        }
+        // Not readable as a queue of this version: removed only if nothing
+        // holds a lock on it, and never if it is another shmq version's.
+        Err(_) if other_version(&f.name) => false,
         Err(_) => {
+            let Ok(seg) = Segment::open(&f.name) else {
+                return false;
+            };
+            if lock::try_lock(seg.fd(), 0, crate::layout::LOCK_SPAN) != Ok(true) {
+                return false;
+            }
             Segment::unlink(&f.name);
             payload::unlink_all(id);
             true
         }
     }
+}
+
+/// A shmq queue of another layout version (another shmq release may be
+/// using it, with other liveness rules).
+fn other_version(name: &str) -> bool {
+    Segment::open(name).is_ok_and(|seg| {
+        seg.at::<crate::layout::Header>(0).is_some_and(|h| {
+            let (magic, version) = (h.magic, h.version);
+            magic == crate::layout::MAGIC && version != crate::layout::LAYOUT_VERSION
+        })
+    })
 }
 
 fn remove_stale_temporaries(older_than: Duration) {

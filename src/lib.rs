@@ -39,6 +39,8 @@ mod layout;
 mod lock;
 mod payload;
 mod queue;
+#[cfg(test)]
+mod review_tests;
 mod segment;
 mod sync;
 pub mod views;
@@ -63,8 +65,9 @@ pub const GET_EMPTY: f64 = -1.0;
 pub const GET_CLOSED: f64 = -2.0;
 
 struct Registered {
-    end: End,
+    /// First: dropping it settles the waiter before `end` closes.
     waiter: Waiter,
+    end: End,
     last_tag: u32,
     /// Weak references to the Buffers handed out for reservations and
     /// leases, by hold number, so they can be detached when the hold ends.
@@ -479,7 +482,7 @@ pub fn end_wait_sync(id: u32, which_code: u32, seen: u32, timeout_ms: f64) -> Re
 const SYNC_SPIN_MICROS: u32 = 50;
 
 /// Resolves once the event differs from `seen` or on `endCancelWatch`;
-/// waits on a dedicated thread, never the libuv pool.
+/// waits on the process's waiter thread, never the libuv pool.
 #[napi(ts_return_type = "Promise<void>")]
 pub fn end_watch<'env>(
     env: &'env Env,
@@ -493,11 +496,7 @@ pub fn end_watch<'env>(
             deferred.resolve(|_| Ok(()));
             return Ok(promise);
         };
-        r.waiter
-            .watch(q.clone(), which(which_code), seen, deferred)
-            .map_err(|e| {
-                ShmqError::new(Code::Os, format!("could not start the waiter thread: {e}"))
-            })?;
+        r.waiter.watch(q, which(which_code), seen, deferred);
         Ok(promise)
     })
 }
@@ -528,7 +527,7 @@ pub fn end_receivers_gone(id: u32) -> Result<bool> {
 #[napi]
 pub fn end_close(env: &Env, id: u32) -> Result<()> {
     with_end(id, |r| {
-        r.waiter.cancel();
+        r.waiter.settle();
         views::detach_all(env.raw(), r);
         r.end.close();
         Ok(())
@@ -541,6 +540,7 @@ pub fn end_free(env: &Env, id: u32) {
     let taken =
         ENDS.with_borrow_mut(|Registry(ends)| ends.get_mut(id as usize).and_then(Option::take));
     if let Some(mut r) = taken {
+        r.waiter.settle();
         views::detach_all(env.raw(), &mut r);
     }
 }

@@ -276,13 +276,17 @@ impl Cache {
     /// header: a pointer to `len` readable bytes.
     pub fn bytes(&mut self, queue_id: u64, name: u64, len: u64) -> Result<*const u8, ShmqError> {
         if !self.mapped.contains_key(&name) {
-            self.mapped.retain(|_, seg| {
-                header(seg, queue_id).is_some_and(|h| h.state.load(Acquire) & 3 != PAYLOAD_RETIRED)
-            });
+            self.evict_retired(queue_id);
             let seg = Segment::open(&segment::payload_name(queue_id, name)).map_err(|e| {
-                ShmqError::invalid(format!(
-                    "a slot names payload segment {name:016x}, which cannot be opened: {e}"
-                ))
+                let message = format!(
+                    "payload segment {name:016x} cannot be opened: {}",
+                    e.message
+                );
+                if e.is_transient() {
+                    ShmqError::new(e.code, message)
+                } else {
+                    ShmqError::invalid(message)
+                }
             })?;
             if header(&seg, queue_id).is_none() {
                 return Err(ShmqError::invalid(format!(
@@ -302,6 +306,15 @@ impl Cache {
             _ => Err(ShmqError::invalid(format!(
                 "payload segment {name:016x} is smaller than its {len}-byte message"
             ))),
+        }
+    }
+
+    /// Drops the mappings of segments their sender has retired.
+    pub fn evict_retired(&mut self, queue_id: u64) {
+        if !self.mapped.is_empty() {
+            self.mapped.retain(|_, seg| {
+                header(seg, queue_id).is_some_and(|h| h.state.load(Acquire) & 3 != PAYLOAD_RETIRED)
+            });
         }
     }
 

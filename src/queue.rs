@@ -141,7 +141,8 @@ impl Queue {
                 Err(e) => Err(os("locking a new queue", e)),
             }
         })?;
-        let probe = seg.twin(&name)?;
+        // Named but not yet usable: if this fails, nobody else can have it yet.
+        let probe = seg.twin(&name).inspect_err(|_| Segment::unlink(&name))?;
         let q = Queue::new(seg, probe, id, name, capacity, slot_size, max_message_size);
         q.took_part.store(true, Relaxed);
         Ok(q)
@@ -296,6 +297,12 @@ impl Queue {
         self.header().attached.load(Acquire) > 0
     }
 
+    /// A sender and a receiver have each taken part at some time.
+    pub fn both_sides_joined(&self) -> bool {
+        let h = self.header();
+        h.senders_joined.load(SeqCst) == 1 && h.receivers_joined.load(SeqCst) == 1
+    }
+
     /// Takes a row in the end table: its lock first, then (reaping whatever
     /// a dead end left in it) its fields.
     pub fn join(&self, role: Role) -> Result<Member, ShmqError> {
@@ -328,9 +335,10 @@ impl Queue {
                     Role::Sender => (END_SENDER, &h.senders_joined),
                     Role::Receiver => (END_RECEIVER, &h.receivers_joined),
                 };
-                joined.store(1, SeqCst);
-                crash_point!();
+                // The row before the flag: whoever sees the flag sees the row.
                 e.state.store(state, SeqCst);
+                crash_point!();
+                joined.store(1, SeqCst);
                 rows[index as usize / 64] |= 1 << (index % 64);
                 self.took_part.store(true, Relaxed);
                 // A sender blocked on "no receiver left" (or the reverse) looks again.
@@ -380,14 +388,31 @@ impl Queue {
             .count()
     }
 
-    /// Every sender that took part has left: receivers drain, then see Closed.
+    /// Every sender that took part has left (or none ever did and the
+    /// creator, who could still hand one out, is gone): receivers drain, then
+    /// see Closed.
     pub fn senders_gone(&self) -> bool {
-        self.header().senders_joined.load(SeqCst) == 1 && self.count(END_SENDER) == 0
+        self.count(END_SENDER) == 0
+            && (self.header().senders_joined.load(SeqCst) == 1 || !self.creator_alive())
     }
 
-    /// Every receiver that took part has left: puts fail fast.
+    /// Every receiver that took part has left (or none ever did and the
+    /// creator is gone): puts fail fast.
     pub fn receivers_gone(&self) -> bool {
-        self.header().receivers_joined.load(SeqCst) == 1 && self.count(END_RECEIVER) == 0
+        self.count(END_RECEIVER) == 0
+            && (self.header().receivers_joined.load(SeqCst) == 1 || !self.creator_alive())
+    }
+
+    fn creator_alive(&self) -> bool {
+        lock::is_held(self.probe.as_fd(), LOCK_CREATOR, 1)
+    }
+
+    /// A side nobody ever joined, with the creator gone: its waiters must
+    /// look again (they will find the queue closed).
+    fn orphaned(&self) -> bool {
+        let h = self.header();
+        (h.senders_joined.load(SeqCst) == 0 || h.receivers_joined.load(SeqCst) == 0)
+            && !self.creator_alive()
     }
 
     /// True if the row's end is alive (its lock is held; this object's own
@@ -490,9 +515,39 @@ impl Queue {
             }
             lock::unlock(self.probe.as_fd(), byte, 1);
         }
-        if reaped > 0 {
+        drop(rows);
+        reaped += self.reap_stuck_ends();
+        if reaped > 0 || self.orphaned() {
             sync::notify(self.items());
             sync::notify(self.space());
+        }
+        reaped
+    }
+
+    /// Resolves the slots at the head and the tail if a row that is free
+    /// (and unlocked) holds them: only a corrupt segment, or an end that
+    /// failed between claiming and publishing, leaves that, and it would stall
+    /// the ring for good.
+    fn reap_stuck_ends(&self) -> u32 {
+        let h = self.header();
+        let mut reaped = 0;
+        for pos in [h.head.load(SeqCst), h.tail.load(SeqCst)] {
+            let s = self.seq(pos).load(SeqCst);
+            let owner = seq_owner(s);
+            if !matches!(seq_state(s), SLOT_WRITING | SLOT_READING)
+                || self.entry(owner).state.load(SeqCst) != END_FREE
+            {
+                continue;
+            }
+            let _rows = self.rows();
+            let byte = LOCK_ROW + u64::from(owner);
+            if lock::try_lock(self.probe.as_fd(), byte, 1) == Ok(true) {
+                if self.entry(owner).state.load(SeqCst) == END_FREE {
+                    self.recover_row(owner);
+                    reaped += 1;
+                }
+                lock::unlock(self.probe.as_fd(), byte, 1);
+            }
         }
         reaped
     }
@@ -700,6 +755,7 @@ impl Queue {
                     }
                     // Another consumer won the slot: look again.
                     SLOT_FULL | SLOT_VOID => {}
+                    st if st > SLOT_VOID => return Err(self.inconsistent()),
                     SLOT_READING => {
                         let _ = head.compare_exchange(p, p.wrapping_add(1), AcqRel, Relaxed);
                     }

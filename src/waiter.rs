@@ -6,18 +6,21 @@
 //! every `sync::PROBE`. The JS side re-checks the queue on every
 //! resolution, so a resolution only ever says "look again".
 
+use crate::error::{Code, ShmqError};
 use crate::layout::Event;
 use crate::queue::Queue;
 use crate::sync;
 use napi::{Env, JsDeferred};
+use rustix::io::Errno;
 use rustix::thread::futex;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU32};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 pub type Resolver = fn(Env) -> napi::Result<()>;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Which {
     Items,
     Space,
@@ -30,8 +33,11 @@ pub fn event(q: &Queue, which: Which) -> &Event {
     }
 }
 
+/// A pending watch. It holds its queue weakly: a closed end's mapping goes
+/// at once, on the JS thread, and a watch whose queue is gone resolves.
 struct Job {
-    queue: Arc<Queue>,
+    queue: Weak<Queue>,
+    id: u64,
     which: Which,
     seen: u32,
     cancelled: Arc<AtomicBool>,
@@ -40,7 +46,11 @@ struct Job {
 
 impl Job {
     fn done(&self) -> bool {
-        self.cancelled.load(SeqCst) || event(&self.queue, self.which).seq.load(SeqCst) != self.seen
+        self.cancelled.load(SeqCst)
+            || self
+                .queue
+                .upgrade()
+                .is_none_or(|q| event(&q, self.which).seq.load(SeqCst) != self.seen)
     }
 }
 
@@ -48,6 +58,8 @@ impl Job {
 struct Shared {
     incoming: Mutex<Vec<Job>>,
     doorbell: AtomicU32,
+    /// Bumped at the start of every round of the thread.
+    rounds: AtomicU32,
     started: Mutex<bool>,
 }
 
@@ -56,6 +68,7 @@ fn shared() -> &'static Shared {
     SHARED.get_or_init(|| Shared {
         incoming: Mutex::new(Vec::new()),
         doorbell: AtomicU32::new(0),
+        rounds: AtomicU32::new(0),
         started: Mutex::new(false),
     })
 }
@@ -88,33 +101,45 @@ impl Waiter {
     /// cannot be started; a later call tries again.
     pub fn watch(
         &self,
-        queue: Arc<Queue>,
+        queue: &Arc<Queue>,
         which: Which,
         seen: u32,
         deferred: JsDeferred<(), Resolver>,
-    ) -> std::io::Result<()> {
+    ) {
         let s = shared();
         {
             let mut started = s.started.lock().unwrap_or_else(|p| p.into_inner());
             if !*started {
-                std::thread::Builder::new()
+                match std::thread::Builder::new()
                     .name("shmq-waiter".into())
-                    .spawn(run)?;
-                *started = true;
+                    .spawn(run)
+                {
+                    Ok(_) => *started = true,
+                    Err(e) => {
+                        // Settle the promise (a dropped one would keep the
+                        // process alive for ever); a later wait tries again.
+                        let e = ShmqError::new(
+                            Code::Os,
+                            format!("could not start the waiter thread: {e}"),
+                        );
+                        deferred.reject(e.into());
+                        return;
+                    }
+                }
             }
         }
         s.incoming
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Job {
-                queue,
+                queue: Arc::downgrade(queue),
+                id: queue.id,
                 which,
                 seen,
                 cancelled: self.cancelled.clone(),
                 deferred,
             });
         ring();
-        Ok(())
     }
 
     /// Ends every pending watch soon (they resolve; JS finds nothing to do).
@@ -123,11 +148,36 @@ impl Waiter {
         self.cancelled = Arc::new(AtomicBool::new(false));
         ring();
     }
+
+    /// `cancel`, then waits (briefly) until the thread has let go of every
+    /// queue it was watching, so a closing end drops the last reference to
+    /// its queue itself, on its JS thread, before the process may exit.
+    pub fn settle(&mut self) {
+        let s = shared();
+        let start = s.rounds.load(SeqCst);
+        self.cancel();
+        if !*s.started.lock().unwrap_or_else(|p| p.into_inner()) {
+            return;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
+        while s.rounds.load(SeqCst) == start {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let _ = futex::wait(
+                &s.rounds,
+                futex::Flags::PRIVATE,
+                start,
+                Some(&sync::timespec(left)),
+            );
+        }
+    }
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        self.cancel();
+        self.settle();
     }
 }
 
@@ -139,10 +189,13 @@ fn run() {
     let s = shared();
     let mut active: Vec<Job> = Vec::new();
     loop {
+        // Every reference the last round held to a queue is gone: tell
+        // `Waiter::settle`, so the queue's last reference drops on its JS thread.
+        s.rounds.fetch_add(1, SeqCst);
+        let _ = futex::wake(&s.rounds, futex::Flags::PRIVATE, i32::MAX as u32);
         let bell = s.doorbell.load(SeqCst);
         active.append(&mut s.incoming.lock().unwrap_or_else(|p| p.into_inner()));
-        // Resolving drops the job's hold on its queue, so a closed end's
-        // memory goes as soon as this thread sees the cancel.
+        // Resolving drops the job, and so its promise's hold on the event loop.
         let (done, waiting): (Vec<Job>, Vec<Job>) = active.drain(..).partition(Job::done);
         active = waiting;
         for job in done {
@@ -152,49 +205,35 @@ fn run() {
             let _ = futex::wait(&s.doorbell, futex::Flags::PRIVATE, bell, None);
             continue;
         }
-        // One futex per distinct (queue, event): the doorbell first.
-        let mut words: Vec<(&Event, u32, &Arc<Queue>)> = Vec::new();
-        for job in &active {
-            let ev = event(&job.queue, job.which);
-            let key = (job.queue.id, job.which);
-            if !active
-                .iter()
-                .take_while(|j| !std::ptr::eq(*j, job))
-                .any(|j| (j.queue.id, j.which) == key)
-            {
-                words.push((ev, job.seen, &job.queue));
-            }
-        }
-        let truncated = words.len() > MAX_WAITV - 1;
-        words.truncate(MAX_WAITV - 1);
+        // One futex per distinct (queue, event), the doorbell first.
+        let mut keys = HashSet::new();
+        let mut watched: Vec<(Arc<Queue>, Which)> = Vec::new();
         let mut waits = vec![wait_entry(&s.doorbell, bell, true)];
-        waits.extend(
-            words
-                .iter()
-                .map(|(ev, seen, _)| wait_entry(&ev.seq, *seen, false)),
-        );
-        words.iter().for_each(|(ev, _, _)| {
+        for job in &active {
+            if !keys.insert((job.id, job.which)) {
+                continue;
+            }
+            let Some(q) = job.queue.upgrade() else {
+                continue;
+            };
+            // A peer may have died: look at most every PROBE, however busy.
+            if q.reap_if_due() || waits.len() == MAX_WAITV {
+                continue;
+            }
+            let ev = event(&q, job.which);
             ev.waiters.fetch_add(1, SeqCst);
-        });
+            waits.push(wait_entry(&ev.seq, job.seen, false));
+            watched.push((q, job.which));
+        }
         // Words past the limit are polled.
-        let slice = if truncated {
+        let slice = if keys.len() >= MAX_WAITV {
             std::time::Duration::from_millis(5)
         } else {
             sync::PROBE
         };
-        let woke = wait_any(&waits, slice);
-        words.iter().for_each(|(ev, _, _)| {
-            ev.waiters.fetch_sub(1, SeqCst);
-        });
-        if !woke {
-            // Nothing happened for a while: a peer may have died.
-            let mut probed: Vec<u64> = Vec::new();
-            for (_, _, q) in &words {
-                if !probed.contains(&q.id) {
-                    probed.push(q.id);
-                    q.reap_dead();
-                }
-            }
+        wait_any(&waits, slice);
+        for (q, which) in &watched {
+            event(q, *which).waiters.fetch_sub(1, SeqCst);
         }
     }
 }
@@ -211,9 +250,8 @@ fn wait_entry(word: &AtomicU32, val: u32, private: bool) -> futex::Wait {
     w
 }
 
-/// Waits until any word differs from its value or is woken, at most
-/// `slice`; false if the time ran out.
-fn wait_any(waits: &[futex::Wait], slice: std::time::Duration) -> bool {
+/// Waits until any word differs from its value or is woken, at most `slice`.
+fn wait_any(waits: &[futex::Wait], slice: std::time::Duration) {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     let end = std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32) + slice;
     let ts = sync::timespec(end);
@@ -223,12 +261,9 @@ fn wait_any(waits: &[futex::Wait], slice: std::time::Duration) -> bool {
         Some(&ts),
         futex::ClockId::Monotonic,
     ) {
-        Err(rustix::io::Errno::TIMEDOUT) => false,
-        // Linux before 5.16: poll every few milliseconds instead.
-        Err(rustix::io::Errno::NOSYS) => {
-            std::thread::sleep(slice.min(std::time::Duration::from_millis(5)));
-            true
-        }
-        _ => true,
+        // Woken, timed out, a value moved, or a queue unmapped meanwhile.
+        Ok(_) | Err(Errno::TIMEDOUT | Errno::AGAIN | Errno::INTR | Errno::FAULT) => {}
+        // No futex_waitv (Linux < 5.16) or not allowed (seccomp): poll.
+        Err(_) => std::thread::sleep(slice.min(std::time::Duration::from_millis(5))),
     }
 }
