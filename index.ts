@@ -133,8 +133,6 @@ process.once('exit', () => {
 const hot = binding.hotPath()
 /** Small messages come back through this buffer and are copied out at once. */
 const scratch = Buffer.allocUnsafeSlow(4096)
-/** How long an async wait spins before it hands over to the waiter thread. */
-const ASYNC_SPIN_MICROS = 50
 /** tryGet's "nothing yet" (a message may itself be undefined). */
 const NOTHING: unique symbol = Symbol('nothing')
 
@@ -231,7 +229,7 @@ abstract class QueueEnd {
       if (result !== NOTHING) return result
       const left = remaining(deadline)
       if (options?.block === false || left === 0) throw onTimeout()
-      if (!this.watch.spin(seen, ASYNC_SPIN_MICROS)) await this.watch.wait(seen, left, signal)
+      await this.watch.next(seen, left, signal)
     }
   }
 

@@ -103,6 +103,16 @@ for (const size of [64, 4 * KiB]) {
     }
   }
 }
+// Sparse streams: what the consumer's CPU costs when messages are few.
+results.paced = {}
+for (const rate of [1000, 10_000]) {
+  for (const transport of names.filter((n) => n === 'shmq async' || n === 'ipc advanced')) {
+    progress(`paced ${rate}/s ${transport}`)
+    const seconds = opts.quick ? 2 : 5
+    const m = await measure({ transport, mode: 'paced', size: KiB, rate, count: rate * seconds })
+    results.paced[`${transport}|${rate}`] = m.cpu
+  }
+}
 progress('')
 
 // ---- report ----
@@ -133,6 +143,10 @@ for (const t of names) {
   const b = results.rtt[`${t}|${4 * KiB}`]
   const f = (r) => (r ? [r.p50, r.p99, r.max].map((x) => x.toFixed(1)).join(' | ') : 'n/a | n/a | n/a')
   lines.push(`| ${t} | ${f(a)} | ${f(b)} |`)
+}
+lines.push('', `## Sparse streams: consumer CPU (% of one core; 1 KiB messages, a burst each millisecond)`, '', `| transport | 1,000 msg/s | 10,000 msg/s |`, `|---|---|---|`)
+for (const t of names.filter((n) => n === 'shmq async' || n === 'ipc advanced')) {
+  lines.push(`| ${t} | ${[1000, 10_000].map((r) => `${(100 * results.paced[`${t}|${r}`]).toFixed(1)} %`).join(' | ')} |`)
 }
 lines.push('', `## Peak RSS (MiB, consumer / producer)`, '', `| transport | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
 for (const t of names) {

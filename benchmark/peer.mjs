@@ -4,7 +4,7 @@ import { transports } from './transports.mjs'
 const cfg = JSON.parse(process.argv[2])
 cfg.peerArgs = process.argv.slice(3)
 const t = transports[cfg.transport]
-if (cfg.mode === 'oneway') {
+if (cfg.mode === 'oneway' || cfg.mode === 'paced') {
   const message = Buffer.alloc(cfg.size, 0x5a)
   await t.send(cfg, message)
 } else {

@@ -22,7 +22,24 @@ const forkPeer = (args) => {
 }
 
 let result
-if (cfg.mode === 'oneway') {
+if (cfg.mode === 'paced') {
+  // CPU of this (consuming) process from the first message to the last.
+  let first = 0n
+  let cpu
+  let n = 0
+  const onMessage = () => {
+    if (n === 0) {
+      first = process.hrtime.bigint()
+      cpu = process.cpuUsage()
+    }
+    if (++n === cfg.count) {
+      const used = process.cpuUsage(cpu)
+      const seconds = Number(process.hrtime.bigint() - first) / 1e9
+      result = { cpu: (used.user + used.system) / 1e6 / seconds, seconds }
+    }
+  }
+  await t.receive(cfg, forkPeer, onMessage)
+} else if (cfg.mode === 'oneway') {
   // Touch one byte per 4 KiB page of every message, as a consumer would.
   let first = 0n
   let last = 0n

@@ -5,10 +5,22 @@
 //   ping(cfg, forkPeer, message): resolves with cfg.count round-trip times (ns)
 //   echo(cfg): in the peer, sends back everything it gets
 import net from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { once } from 'node:events'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createSharedMemoryPair, SharedMemoryReceiver, SharedMemorySender } from 'shmq'
+
+/** Paced mode (`cfg.rate` messages a second, a burst each millisecond):
+ * waits until message `i` is due. Resolves at once when not paced. */
+let pacedStart = 0
+export function pace(cfg, i) {
+  if (!cfg.rate) return undefined
+  if (i === 0) pacedStart = performance.now()
+  const due = pacedStart + Math.floor(i / Math.max(1, cfg.rate / 1000))
+  const wait = due - performance.now()
+  return wait > 0 ? new Promise((r) => setTimeout(r, wait)) : undefined
+}
 
 /** Capacity for a message size: about 1 MiB in flight (2 to 64 messages); a
  * small ring stays in cache, and large messages reuse their payload segments. */
@@ -26,6 +38,7 @@ const shmq = (sync) => ({
   async send(cfg, message) {
     const tx = SharedMemorySender.attach(cfg.peerArgs[0])
     for (let i = 0; i < cfg.count; i++) {
+      await pace(cfg, i)
       if (sync) tx.putSync(message)
       else await tx.put(message)
     }
@@ -191,6 +204,7 @@ const ipc = (serialization) => {
       let inFlight = 0
       let wake
       for (let i = 0; i < cfg.count; i++) {
+        await pace(cfg, i)
         while (inFlight >= 16) await new Promise((r) => (wake = r))
         inFlight++
         process.send(payload, () => {

@@ -2,6 +2,7 @@
 // on its own thread (never the libuv pool) and resolves a promise; every
 // pending put/get of one end shares that single native wait.
 import { binding } from './binding'
+import { performance } from 'node:perf_hooks'
 import { abortError, fromNative } from './errors'
 
 export const ITEMS = 0
@@ -18,6 +19,11 @@ const MAX_WAIT_MS = 2 ** 31 - 1
 /** `timeoutMs` cut to one chunk a timer (and the native wait) can take. */
 const chunk = (timeoutMs: number): number => Math.min(timeoutMs, MAX_WAIT_MS)
 
+/** How long a wait spins before it sleeps, while spinning pays off. */
+const SPIN_MICROS = 50
+/** A wait that ended within this (ms) was worth spinning for. */
+const QUICK_MS = 0.25
+
 interface Pending {
   seen: number
   done: Promise<void>
@@ -26,6 +32,8 @@ interface Pending {
 export class EventWatch {
   private pending: Pending | undefined
   private users = 0
+  /** Whether the last wait ended quickly (see `next`). */
+  private spinning = true
 
   constructor(
     private readonly id: number,
@@ -37,14 +45,27 @@ export class EventWatch {
     return binding.endEvent(this.id, this.which)
   }
 
-  /** Spins briefly (the other side is often microseconds away); true if the event moved. */
-  spin(seen: number, micros: number): boolean {
-    return binding.endSpin(this.id, this.which, seen, micros)
+  /**
+   * Waits (async) for the event to move past `seen`: a short spin first
+   * while recent waits ended within it (the other side is then microseconds
+   * away), else straight to the waiter thread, so a sparse stream costs no
+   * spinning.
+   */
+  async next(seen: number, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<void> {
+    if (this.spinning) {
+      if (binding.endSpin(this.id, this.which, seen, SPIN_MICROS)) return
+      this.spinning = false
+    }
+    const started = performance.now()
+    await this.wait(seen, timeoutMs, signal)
+    this.spinning = performance.now() - started < QUICK_MS
   }
 
   /** Blocks this thread for at most one wait slice (`timeoutMs`: any value >= 0, or undefined = no limit). */
   waitSync(seen: number, timeoutMs: number | undefined): void {
-    binding.endWaitSync(this.id, this.which, seen, timeoutMs === undefined ? -1 : chunk(timeoutMs))
+    const started = performance.now()
+    binding.endWaitSync(this.id, this.which, seen, timeoutMs === undefined ? -1 : chunk(timeoutMs), this.spinning ? SPIN_MICROS : 0)
+    this.spinning = performance.now() - started < QUICK_MS
   }
 
   /**

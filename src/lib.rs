@@ -462,12 +462,18 @@ fn spin(r: &Registered, which_code: u32, seen: u32, micros: u32) -> bool {
 }
 
 /// Blocks this thread until the event differs from `seen` or the timeout
-/// passes (negative = no timeout): a short spin, then one futex wait of at
-/// most a slice. May return early; the caller re-checks.
+/// passes (negative = no timeout): a spin of `spin_micros`, then one futex
+/// wait of at most a slice. May return early; the caller re-checks.
 #[napi]
-pub fn end_wait_sync(id: u32, which_code: u32, seen: u32, timeout_ms: f64) -> Result<()> {
+pub fn end_wait_sync(
+    id: u32,
+    which_code: u32,
+    seen: u32,
+    timeout_ms: f64,
+    spin_micros: u32,
+) -> Result<()> {
     with_end(id, |r| {
-        if spin(r, which_code, seen, SYNC_SPIN_MICROS) {
+        if spin_micros > 0 && spin(r, which_code, seen, spin_micros.min(1000)) {
             return Ok(());
         }
         let Ok(q) = r.end.queue() else { return Ok(()) };
@@ -477,9 +483,6 @@ pub fn end_wait_sync(id: u32, which_code: u32, seen: u32, timeout_ms: f64) -> Re
         Ok(())
     })
 }
-
-/// How long a blocking wait spins before it sleeps on the futex.
-const SYNC_SPIN_MICROS: u32 = 50;
 
 /// Resolves once the event differs from `seen` or on `endCancelWatch`;
 /// waits on the process's waiter thread, never the libuv pool.
