@@ -20,7 +20,7 @@ import {
 } from './lib/errors'
 import { readableFor, writableFor } from './lib/streams'
 import { EventWatch, ITEMS, SPACE } from './lib/wait'
-import { Lease, Reservation } from './lib/zerocopy'
+import { held, heldMeta, Lease, Reservation } from './lib/zerocopy'
 
 export { Lease, Reservation } from './lib/zerocopy'
 
@@ -383,7 +383,7 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
   }
 
   private tryReserve(byteLength: number): Reservation | typeof NOTHING {
-    const got = native(() => binding.endReserve(this.id, byteLength))
+    const got = held(native(() => binding.endReserve(this.id, byteLength, heldMeta)))
     if (typeof got !== 'number') return new Reservation(this.id, got)
     if (got === GET_CLOSED) throw new QueueClosedError('no receiver is left on this queue')
     return NOTHING
@@ -511,7 +511,7 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   }
 
   private tryLease(): Lease<T> | typeof NOTHING {
-    const got = native(() => binding.endLease(this.id))
+    const got = held(native(() => binding.endLease(this.id, heldMeta)))
     if (typeof got !== 'number') return new Lease<T>(this.id, got)
     if (got === GET_CLOSED) throw new QueueClosedError('every sender has closed and the queue is drained')
     return NOTHING

@@ -2,7 +2,7 @@
 //   node benchmark/bench.mjs [--quick] [--runs N] [--sizes 64,1Ki,...] [--only shmq]
 // Each measurement runs in a fresh process pair (runner.mjs + peer.mjs); the
 // table shows medians (min–max) and shmq's ratios; results go to benchmark/results/.
-import { fork } from 'node:child_process'
+import { fork, spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
@@ -68,8 +68,22 @@ function memcpyGBps(size) {
 const results = { machine: `${cpus().length} × ${cpus()[0].model}, ${Math.round(totalmem() / GiB)} GiB`, node: process.version, oneway: {}, rtt: {}, memcpy: {} }
 const skip = (name, size) => name === 'ipc json' && size > 256 * MiB // a V8 string cannot hold base64 of 1 GiB
 
+/** The native two-copy ceiling (benchmark/ceiling.rs), built with the project's toolchain if it can be. */
+const root = fileURLToPath(new URL('..', import.meta.url))
+const built = spawnSync('cargo', ['build', '--release', '--quiet', '--bin', 'shmq-ceiling'], { cwd: root, stdio: 'inherit' })
+const ceilingBin = built.status === 0 ? `${root}target/release/shmq-ceiling` : undefined
+results.ceiling = {}
+function ceilingGBps(size) {
+  if (!ceilingBin) return undefined
+  const run = spawnSync(ceilingBin, [String(size), String(countFor('ceiling', size))], { encoding: 'utf8' })
+  if (run.status !== 0) return undefined
+  const m = JSON.parse(run.stdout)
+  return (m.messages * size) / m.seconds / 1e9
+}
+
 for (const size of sizes) {
   results.memcpy[size] = memcpyGBps(size)
+  results.ceiling[size] = ceilingGBps(size)
   for (const transport of names) {
     if (skip(transport, size)) continue
     const samples = []
@@ -129,7 +143,12 @@ for (const t of names) {
   })
   lines.push(`| ${t} | ${cells.join(' | ')} |`)
 }
-lines.push(`| memcpy, one core, warm | ${sizes.map((s) => `${results.memcpy[s].toFixed(1)} GB/s`).join(' | ')} |`, '')
+lines.push(`| memcpy, one core, warm | ${sizes.map((s) => `${results.memcpy[s].toFixed(1)} GB/s`).join(' | ')} |`)
+lines.push(`| native two-copy ceiling (benchmark/ceiling.rs) | ${sizes.map((s) => (results.ceiling[s] ? `${results.ceiling[s].toFixed(2)} GB/s` : 'n/a')).join(' | ')} |`, '')
+const ofCeiling = (t) => sizes.map((s) => { const r = results.oneway[`${t}|${s}`]; return r && results.ceiling[s] ? `${Math.round((100 * r.perSecond * s) / 1e9 / results.ceiling[s])} %` : 'n/a' })
+lines.push(`| of the native ceiling | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
+for (const t of names.filter((n) => n.startsWith('shmq'))) lines.push(`| ${t} | ${ofCeiling(t).join(' | ')} |`)
+lines.push('')
 const ratio = (a, b) => (a && b ? `${(a.perSecond / b.perSecond).toFixed(1)}×` : 'n/a')
 lines.push(`### Ratios (median / median)`, '', `| shmq vs | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
 for (const mine of names.filter((n) => n.startsWith('shmq') && n !== 'shmq sync')) {

@@ -6,11 +6,19 @@ import { binding } from './binding'
 import { decodeView, TAG_BUFFER } from './codec'
 import { native, outOfRange } from './errors'
 
-/** What the addon returns for a hold. */
+/** A hold the addon handed out: its number, codec tag and view. */
 export interface Held {
   hold: number
   tag: number
   buffer: Buffer
+}
+
+/** The addon writes `[hold, tag]` here next to the Buffer it returns. */
+export const heldMeta = new Uint32Array(2)
+
+/** The addon's result for a hold: a Buffer (see `heldMeta`), or a status number. */
+export function held(got: Buffer | number): Held | number {
+  return typeof got === 'number' ? got : { hold: heldMeta[0], tag: heldMeta[1], buffer: got }
 }
 
 // A finalizer that finds its end closed or gone has nothing left to do.

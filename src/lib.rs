@@ -353,7 +353,7 @@ impl Bytes {
     /// The bytes as `len / size_of::<T>()` elements of a typed array.
     /// SAFETY: the caller passes the typed array of element type T (JS
     /// aligns its data to the element size) and keeps it alive for the call.
-    unsafe fn elements<T>(&mut self) -> &mut [T] {
+    pub(crate) unsafe fn elements<T>(&mut self) -> &mut [T] {
         if self.len == 0 {
             return &mut [];
         }

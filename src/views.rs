@@ -7,7 +7,7 @@
 
 use crate::end::{Got, Keep, View};
 use crate::error::ShmqError;
-use crate::{with_end, Registered, GET_CLOSED, GET_EMPTY};
+use crate::{with_end, Bytes, Registered, GET_CLOSED, GET_EMPTY};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
@@ -27,8 +27,14 @@ unsafe extern "C" fn drop_keep(_env: sys::napi_env, _data: *mut c_void, hint: *m
     drop(unsafe { Box::from_raw(hint.cast::<Keep>()) });
 }
 
-/// `{ hold, buffer, tag }` for a view, or the number GET_EMPTY / GET_CLOSED.
-fn to_js<'env>(env: &'env Env, r: &mut Registered, got: Got<View>) -> Result<Unknown<'env>> {
+/// The Buffer of a view, with `[hold, tag]` written to `meta` (a
+/// Uint32Array of 2), or the number GET_EMPTY / GET_CLOSED.
+fn to_js<'env>(
+    env: &'env Env,
+    r: &mut Registered,
+    got: Got<View>,
+    meta: &mut [u32],
+) -> Result<Unknown<'env>> {
     let raw = env.raw();
     let view = match got {
         Got::Message(view) => view,
@@ -76,14 +82,11 @@ fn to_js<'env>(env: &'env Env, r: &mut Registered, got: Got<View>) -> Result<Unk
         )?;
     }
     r.views.insert(view.hold, weak);
-    let mut out = Object::new(env)?;
-    out.set("hold", view.hold)?;
-    out.set("tag", view.tag)?;
+    if let [hold, tag, ..] = meta {
+        (*hold, *tag) = (view.hold, view.tag);
+    }
     // SAFETY: a valid Buffer value of this env.
-    out.set("buffer", unsafe {
-        Unknown::from_raw_unchecked(raw, buffer)
-    })?;
-    Ok(out.to_unknown())
+    Ok(unsafe { Unknown::from_raw_unchecked(raw, buffer) })
 }
 
 /// Detaches the view of `hold` (if it is still reachable) and forgets it.
@@ -119,14 +122,16 @@ fn length(len: f64) -> Result<u64> {
     }
 }
 
-/// Claims a slot for `len` bytes written in place: `{ hold, buffer }`, or
-/// GET_EMPTY when the queue is full, GET_CLOSED when no receiver is left.
-#[napi(ts_return_type = "number | { hold: number; tag: number; buffer: Buffer }")]
-pub fn end_reserve(env: &Env, id: u32, len: f64) -> Result<Unknown<'_>> {
+/// Claims a slot for `len` bytes written in place: its Buffer (hold number
+/// in `meta[0]`), or GET_EMPTY when the queue is full, GET_CLOSED when no
+/// receiver is left.
+#[napi(ts_return_type = "number | Buffer")]
+pub fn end_reserve(env: &Env, id: u32, len: f64, mut meta: Bytes) -> Result<Unknown<'_>> {
     let len = length(len)?;
     with_end(id, |r| {
         let got = r.end.reserve(len)?;
-        to_js(env, r, got)
+        // SAFETY: the wrapper passes a Uint32Array it does not touch meanwhile.
+        to_js(env, r, got, unsafe { meta.elements::<u32>() })
     })
 }
 
@@ -149,13 +154,14 @@ pub fn end_abort(env: &Env, id: u32, hold: u32) -> Result<()> {
     })
 }
 
-/// The next message in place: `{ hold, tag, buffer }`, or GET_EMPTY /
-/// GET_CLOSED.
-#[napi(ts_return_type = "number | { hold: number; tag: number; buffer: Buffer }")]
-pub fn end_lease(env: &Env, id: u32) -> Result<Unknown<'_>> {
+/// The next message in place: its Buffer (`[hold, tag]` in `meta`), or
+/// GET_EMPTY / GET_CLOSED.
+#[napi(ts_return_type = "number | Buffer")]
+pub fn end_lease(env: &Env, id: u32, mut meta: Bytes) -> Result<Unknown<'_>> {
     with_end(id, |r| {
         let got = r.end.lease()?;
-        to_js(env, r, got)
+        // SAFETY: the wrapper passes a Uint32Array it does not touch meanwhile.
+        to_js(env, r, got, unsafe { meta.elements::<u32>() })
     })
 }
 
