@@ -350,6 +350,7 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
     for (let i = 0; i < count; i++) {
       const payload = payloads[i]
       if (typeof payload === 'string') data.write(payload, at)
+      else if (payload instanceof Uint8Array) data.set(payload, at)
       else if (ArrayBuffer.isView(payload)) data.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), at)
       else data.set(new Uint8Array(payload), at)
       at += lengths[i]

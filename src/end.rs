@@ -204,6 +204,11 @@ impl End {
 
     /// Enqueues one message if there is room.
     pub fn put(&mut self, tag: u32, data: &[u8]) -> Result<Put, ShmqError> {
+        self.put_with(tag, data, true)
+    }
+
+    /// `put`; `wake: false` leaves waking receivers to the caller.
+    fn put_with(&mut self, tag: u32, data: &[u8], wake: bool) -> Result<Put, ShmqError> {
         let (q, m) = self.take_part()?;
         let len = data.len() as u64;
         if len > q.max_message_size {
@@ -254,7 +259,7 @@ impl End {
             }
         };
         crash_point!();
-        q.publish(
+        q.publish_with(
             &m,
             pos,
             &Message {
@@ -264,6 +269,7 @@ impl End {
                 payload_name,
                 payload_gen,
             },
+            wake,
         )?;
         Ok(Put::Done)
     }
@@ -496,10 +502,20 @@ impl End {
     }
 
     fn give_back(&mut self, q: &Queue, m: &Member, c: &Claimed) -> Result<(), ShmqError> {
+        self.give_back_with(q, m, c, true)
+    }
+
+    fn give_back_with(
+        &mut self,
+        q: &Queue,
+        m: &Member,
+        c: &Claimed,
+        wake: bool,
+    ) -> Result<(), ShmqError> {
         if c.kind == KIND_PAYLOAD {
             self.cache.done(q.id, c.payload_name, c.payload_gen);
         }
-        q.free(m, c)
+        q.free_with(m, c, wake)
     }
 
     /// Puts messages in order until one does not fit: returns how many went
@@ -509,15 +525,30 @@ impl End {
         &mut self,
         messages: impl Iterator<Item = (u32, &'a [u8])>,
     ) -> Result<Got<usize>, ShmqError> {
+        // Receivers are woken once, after the batch (and on an error too).
         let mut sent = 0;
+        let mut outcome = Ok(Got::Message(0));
         for (tag, bytes) in messages {
-            match self.put(tag, bytes)? {
-                Put::Done => sent += 1,
-                Put::Closed if sent == 0 => return Ok(Got::Closed),
-                Put::Full | Put::Closed => break,
+            match self.put_with(tag, bytes, false) {
+                Ok(Put::Done) => sent += 1,
+                Ok(Put::Closed) if sent == 0 => {
+                    outcome = Ok(Got::Closed);
+                    break;
+                }
+                Ok(Put::Full | Put::Closed) => break,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
             }
         }
-        Ok(Got::Message(sent))
+        if sent > 0 {
+            crate::sync::notify(self.queue()?.items());
+        }
+        match outcome? {
+            Got::Closed => Ok(Got::Closed),
+            _ => Ok(Got::Message(sent)),
+        }
     }
 
     /// Takes up to `max` messages that fit `out` back to back, recording
@@ -553,7 +584,10 @@ impl End {
                     }
                 }),
             };
-            self.give_back(&q, &m, &c)?;
+            if let Err(e) = self.give_back_with(&q, &m, &c, false) {
+                crate::sync::notify(q.space());
+                return Err(e);
+            }
             meta[2 * n] = if copied.is_ok() {
                 f64::from(c.tag)
             } else {
@@ -568,6 +602,8 @@ impl End {
         }
         if n == 0 {
             q.reap_if_due();
+        } else {
+            crate::sync::notify(q.space());
         }
         Ok(n)
     }

@@ -671,6 +671,18 @@ impl Queue {
 
     /// Fills in and publishes the slot claimed at `pos`.
     pub fn publish(&self, m: &Member, pos: u64, msg: &Message) -> Result<(), ShmqError> {
+        self.publish_with(m, pos, msg, true)
+    }
+
+    /// `publish`; `wake: false` leaves the wake-up to the caller (a batch
+    /// wakes once).
+    pub fn publish_with(
+        &self,
+        m: &Member,
+        pos: u64,
+        msg: &Message,
+        wake: bool,
+    ) -> Result<(), ShmqError> {
         let slot = self.slot(pos);
         slot.len.store(msg.len, Relaxed);
         slot.tag.store(msg.tag, Relaxed);
@@ -688,7 +700,9 @@ impl Queue {
                 Acquire,
             )
             .map_err(|_| self.taken())?;
-        sync::notify(self.items());
+        if wake {
+            sync::notify(self.items());
+        }
         Ok(())
     }
 
@@ -777,6 +791,11 @@ impl Queue {
 
     /// Gives the claimed slot back to producers.
     pub fn free(&self, m: &Member, c: &Claimed) -> Result<(), ShmqError> {
+        self.free_with(m, c, true)
+    }
+
+    /// `free`; `wake: false` leaves the wake-up to the caller.
+    pub fn free_with(&self, m: &Member, c: &Claimed, wake: bool) -> Result<(), ShmqError> {
         let cap = u64::from(self.capacity);
         self.seq(c.pos)
             .compare_exchange(
@@ -786,7 +805,9 @@ impl Queue {
                 Acquire,
             )
             .map_err(|_| self.taken())?;
-        sync::notify(self.space());
+        if wake {
+            sync::notify(self.space());
+        }
         Ok(())
     }
 
