@@ -5,7 +5,7 @@ import { constants as bufferConstants } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import type { Readable, Writable } from 'node:stream'
 import { binding } from './lib/binding'
-import { decode, decodeCopy, serialize, tagOf, TAG_STRING, TAG_V8, type Payload } from './lib/codec'
+import { decode, decodeCopy, decodeView, serialize, tagOf, TAG_STRING, TAG_V8, type Payload } from './lib/codec'
 import {
   abortError,
   fromNative,
@@ -360,7 +360,12 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
 
   private tryPutMany(batch: Batch): true | typeof NOTHING {
     if (batch.sent === batch.tags.length) return true
-    const n = native(() => binding.endPutMany(this.id, batch.tags, batch.lengths, batch.data, batch.sent))
+    let n: number
+    try {
+      n = native(() => binding.endPutMany(this.id, batch.tags, batch.lengths, batch.data, batch.sent))
+    } catch (e) {
+      throw e instanceof Error ? batchError(e, batch) : e
+    }
     if (n === GET_CLOSED) throw batchError(new QueueClosedError('no receiver is left on this queue'), batch)
     batch.sent += n
     return batch.sent === batch.tags.length ? true : NOTHING
@@ -385,7 +390,7 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
 
   private tryReserve(byteLength: number): Reservation | typeof NOTHING {
     const got = held(native(() => binding.endReserve(this.id, byteLength, heldMeta)))
-    if (typeof got !== 'number') return new Reservation(this.id, got)
+    if (typeof got !== 'number') return new Reservation(this, this.id, got)
     if (got === GET_CLOSED) throw new QueueClosedError('no receiver is left on this queue')
     return NOTHING
   }
@@ -474,6 +479,7 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   }
 
   private tryGetMany(max: number): T[] | typeof NOTHING {
+    this.throwDecodeError()
     const n = native(() => binding.endGetMany(this.id, Math.min(max, MAX_BATCH), manyOut, manyMeta))
     if (n === 0) {
       // Empty, closed, or the oldest message does not fit the batch buffer.
@@ -481,18 +487,22 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
       return one === NOTHING ? NOTHING : [one]
     }
     const values: T[] = []
+    let bad: ShmqError | undefined
     let at = 0
     for (let i = 0; i < n; i++) {
       const tag = manyMeta[2 * i]
       const length = manyMeta[2 * i + 1]
-      if (tag < 0) {
-        const e = new ShmqError('ERR_SHMQ_INVALID', 'a message of the batch was corrupt (corrupt segment?); it was dropped')
-        if (values.length === 0) throw e
-        break
+      try {
+        if (tag < 0) throw new Error('its slot was corrupt')
+        values.push((tag === TAG_STRING ? manyOut.toString('utf8', at, at + length) : decodeCopy(tag, manyOut.subarray(at), length)) as T)
+      } catch (e) {
+        bad ??= new ShmqError('ERR_SHMQ_INVALID', `a message could not be decoded (corrupt segment?): ${String(e)}; it was dropped`)
       }
-      values.push((tag === TAG_STRING ? manyOut.toString('utf8', at, at + length) : decodeCopy(tag, manyOut.subarray(at), length)) as T)
-      at += length
+      if (tag >= 0) at += length
     }
+    // The good messages are returned; the error comes with the next call.
+    if (values.length === 0 && bad) throw bad
+    this.#decodeError = bad
     return values
   }
 
@@ -513,7 +523,18 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
 
   private tryLease(): Lease<T> | typeof NOTHING {
     const got = held(native(() => binding.endLease(this.id, heldMeta)))
-    if (typeof got !== 'number') return new Lease<T>(this.id, got)
+    if (typeof got !== 'number') {
+      let value: T
+      try {
+        value = decodeView(got.tag, got.buffer) as T
+      } catch (e) {
+        // Not decodable (corrupt, or a v8 format this Node cannot read): the
+        // message is dropped with an error, and its slot goes back.
+        native(() => binding.endRelease(this.id, got.hold))
+        throw new ShmqError('ERR_SHMQ_INVALID', `a message could not be decoded (corrupt segment?): ${String(e)}`)
+      }
+      return new Lease<T>(this, this.id, got, value)
+    }
     if (got === GET_CLOSED) throw new QueueClosedError('every sender has closed and the queue is drained')
     return NOTHING
   }
@@ -537,7 +558,19 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
     return readableFor(this)
   }
 
+  /** A batch's undecodable message, reported by the call after the batch. */
+  #decodeError: ShmqError | undefined
+
+  private throwDecodeError(): void {
+    const e = this.#decodeError
+    if (e) {
+      this.#decodeError = undefined
+      throw e
+    }
+  }
+
   private tryGet(): T | typeof NOTHING {
+    if (this.#decodeError) this.throwDecodeError()
     let got: Buffer | string | number
     try {
       got = hot.get(this.id, scratch)

@@ -21,7 +21,8 @@ const { values: opts } = parseArgs({
 const KiB = 1024
 const MiB = 1024 * KiB
 const GiB = 1024 * MiB
-const parseSize = (s) => Number(s.replace(/Ki$/, '')) * (s.endsWith('Ki') ? KiB : 1) || Number(s.replace(/Mi$/, '')) * MiB
+const UNITS = { Ki: KiB, Mi: MiB, Gi: GiB }
+const parseSize = (s) => Number(s.replace(/(Ki|Mi|Gi)$/, '')) * (UNITS[s.slice(-2)] ?? 1)
 const allSizes = [64, KiB, 64 * KiB, MiB, 16 * MiB, 256 * MiB, GiB]
 const sizes = opts.sizes ? opts.sizes.split(',').map(parseSize) : opts.quick ? [64, KiB, 64 * KiB, MiB, 16 * MiB] : allSizes
 const runs = Number(opts.runs ?? (opts.quick ? 1 : 3))

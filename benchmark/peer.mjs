@@ -5,7 +5,8 @@ const cfg = JSON.parse(process.argv[2])
 cfg.peerArgs = process.argv.slice(3)
 const t = transports[cfg.transport]
 if (cfg.mode === 'oneway' || cfg.mode === 'paced') {
-  const message = Buffer.alloc(cfg.size, 0x5a)
+  // A zero-copy producer writes in place: it has no message of its own.
+  const message = t.inPlace ? undefined : Buffer.alloc(cfg.size, 0x5a)
   await t.send(cfg, message)
 } else {
   await t.echo(cfg)

@@ -90,6 +90,7 @@ const shmq = (sync) => ({
 /** Zero-copy: the producer writes one byte per 4 KiB page of each
  * reservation in place, the consumer reads one byte per page of each lease. */
 const shmqLease = {
+  inPlace: true,
   async receive(cfg, forkPeer, onMessage) {
     const [tx, rx] = createSharedMemoryPair({ capacity: capacityFor(cfg.size) })
     const peer = forkPeer([tx.handle])

@@ -40,7 +40,9 @@ interface Getter {
 export function readableFor(receiver: Getter): Readable {
   return new Readable({
     objectMode: true,
-    highWaterMark: 1,
+    // No read-ahead: a message is taken only when the consumer asks for one,
+    // so destroying the stream never drops one already taken.
+    highWaterMark: 0,
     read() {
       receiver.get().then(
         (value) => this.push(value),

@@ -3,7 +3,7 @@
 // detached (byteLength 0) once the hold ends; one collected unreleased is
 // released (or aborted) by its finalizer.
 import { binding } from './binding'
-import { decodeView, TAG_BUFFER } from './codec'
+import { TAG_BUFFER } from './codec'
 import { native, outOfRange } from './errors'
 
 /** A hold the addon handed out: its number, codec tag and view. */
@@ -22,7 +22,9 @@ export function held(got: Buffer | number): Held | number {
 }
 
 // A finalizer that finds its end closed or gone has nothing left to do.
-const unreleased = new FinalizationRegistry<{ end: number; hold: number; lease: boolean }>(({ end, hold, lease }) => {
+// `owner` (the end's JS object) is held strongly while the hold is
+// registered, so an end is never collected (and closed) under an open hold.
+const unreleased = new FinalizationRegistry<{ owner: object; end: number; hold: number; lease: boolean }>(({ end, hold, lease }) => {
   try {
     if (lease) binding.endRelease(end, hold)
     else binding.endAbort(end, hold)
@@ -34,10 +36,10 @@ abstract class Hold {
   readonly #hold: number
   #done = false
 
-  protected constructor(end: number, held: Held, lease: boolean) {
+  protected constructor(owner: object, end: number, held: Held, lease: boolean) {
     this.#end = end
     this.#hold = held.hold
-    unreleased.register(this, { end, hold: held.hold, lease }, this)
+    unreleased.register(this, { owner, end, hold: held.hold, lease }, this)
   }
 
   /** Ends the hold once; false if it had ended already. */
@@ -56,8 +58,8 @@ export class Reservation extends Hold {
   readonly buffer: Buffer
 
   /** @internal */
-  constructor(end: number, held: Held) {
-    super(end, held, false)
+  constructor(owner: object, end: number, held: Held) {
+    super(owner, end, held, false)
     this.buffer = held.buffer
   }
 
@@ -87,9 +89,9 @@ export class Lease<T = unknown> extends Hold {
   readonly value: T
 
   /** @internal */
-  constructor(end: number, held: Held) {
-    super(end, held, true)
-    this.value = decodeView(held.tag, held.buffer) as T
+  constructor(owner: object, end: number, held: Held, value: T) {
+    super(owner, end, held, true)
+    this.value = value
   }
 
   /** Gives the space back to the sender(s). Idempotent. */

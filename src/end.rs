@@ -53,6 +53,12 @@ pub struct View {
     pub keep: Keep,
 }
 
+enum Staging {
+    Inline,
+    Segment(Staged),
+    Wait,
+}
+
 /// A slot this end holds across calls.
 enum Hold {
     Reserved {
@@ -220,10 +226,16 @@ impl End {
                 ),
             ));
         }
-        let staged = if len > u64::from(q.slot_size) {
-            Some(self.pool.stage(q.id, m.owner(), len)?)
-        } else {
-            None
+        let staged = match self.stage(&q, &m, len)? {
+            Staging::Inline => None,
+            Staging::Segment(s) => Some(s),
+            Staging::Wait => {
+                return Ok(if q.receivers_gone() {
+                    Put::Closed
+                } else {
+                    Put::Full
+                })
+            }
         };
         let pos = match q.claim_tail(&m)? {
             Some(pos) => Some(pos),
@@ -272,6 +284,22 @@ impl End {
             wake,
         )?;
         Ok(Put::Done)
+    }
+
+    /// Where a message of `len` bytes goes: inline, a payload segment, or
+    /// nowhere yet (the tail slot is still taken, so no segment is made for
+    /// nothing; or the sender's segments are at their budget).
+    fn stage(&mut self, q: &Queue, m: &Member, len: u64) -> Result<Staging, ShmqError> {
+        if len <= u64::from(q.slot_size) {
+            return Ok(Staging::Inline);
+        }
+        if !q.tail_free() {
+            return Ok(Staging::Wait);
+        }
+        Ok(match self.pool.stage(q.id, m.owner(), len)? {
+            Some(s) => Staging::Segment(s),
+            None => Staging::Wait,
+        })
     }
 
     /// Dequeues one message and hands its bytes to `read` (which copies them
@@ -360,10 +388,16 @@ impl End {
                 ),
             ));
         }
-        let staged = if len > u64::from(q.slot_size) {
-            Some(self.pool.stage(q.id, m.owner(), len)?)
-        } else {
-            None
+        let staged = match self.stage(&q, &m, len)? {
+            Staging::Inline => None,
+            Staging::Segment(s) => Some(s),
+            Staging::Wait => {
+                return Ok(if q.receivers_gone() {
+                    Got::Closed
+                } else {
+                    Got::Empty
+                })
+            }
         };
         let pos = match q.claim_tail(&m)? {
             Some(pos) => Some(pos),
@@ -382,7 +416,7 @@ impl End {
                 let (ptr, seg) = self.pool.reserve(s);
                 (ptr, seg)
             }
-            None => (q.slot_data(pos), q.clone()),
+            None => (q.slot_data(pos), q.mapping()),
         };
         let hold = self.hold(Hold::Reserved { pos, len, staged });
         Ok(Got::Message(View {
@@ -478,7 +512,7 @@ impl End {
         };
         let keep: Keep = match self.cache.mapping(c.payload_name) {
             Some(seg) if c.kind == KIND_PAYLOAD => seg,
-            _ => q.clone(),
+            _ => q.mapping(),
         };
         let (len, tag) = (c.len as usize, c.tag);
         let hold = self.hold(Hold::Leased(c));
@@ -536,6 +570,9 @@ impl End {
                     break;
                 }
                 Ok(Put::Full | Put::Closed) => break,
+                // After some went, report those; the failing message fails
+                // again, alone, on the next call.
+                Err(_) if sent > 0 => break,
                 Err(e) => {
                     outcome = Err(e);
                     break;

@@ -18,6 +18,11 @@ use std::sync::Arc;
 /// slightly different sizes reuse the same segment.
 const SIZE_STEP: u64 = 64 * 1024;
 
+/// Shared memory one sender's segments may take together (or one message's
+/// worth, if that is more): past it, a put waits for a segment to come back
+/// instead of making another, so a 1 GiB stream costs about 1 GiB.
+const POOL_BUDGET: u64 = 1 << 30;
+
 /// The header of a segment, if it is one of queue `queue_id`'s.
 fn header(seg: &Segment, queue_id: u64) -> Option<&PayloadHeader> {
     seg.at::<PayloadHeader>(0).filter(|h| {
@@ -62,9 +67,15 @@ pub struct Staged {
 }
 
 impl Pool {
-    /// Finds a free segment of at least `len` bytes, creating one if needed.
-    /// `owner` is the sending end (`row << 32 | generation`).
-    pub fn stage(&mut self, queue_id: u64, owner: u64, len: u64) -> Result<Staged, ShmqError> {
+    /// Finds a free segment of at least `len` bytes, creating one if needed;
+    /// None if that would take the pool past its budget (wait for one to come
+    /// back). `owner` is the sending end (`row << 32 | generation`).
+    pub fn stage(
+        &mut self,
+        queue_id: u64,
+        owner: u64,
+        len: u64,
+    ) -> Result<Option<Staged>, ShmqError> {
         let free = |o: &Owned| !o.reserved && o.state().load(Acquire) & 3 == PAYLOAD_FREE;
         if let Some(index) = self
             .owned
@@ -74,7 +85,7 @@ impl Pool {
             .min_by_key(|(_, o)| o.capacity)
             .map(|(_, o)| o.name)
         {
-            return Ok(Staged { name: index });
+            return Ok(Some(Staged { name: index }));
         }
         // Free segments too small for this message are unlikely to be useful: retire them.
         let (small, keep): (Vec<Owned>, Vec<Owned>) = self
@@ -87,6 +98,10 @@ impl Pool {
         }
 
         let capacity = len.div_ceil(SIZE_STEP).max(1) * SIZE_STEP;
+        let held: u64 = self.owned.iter().map(|o| o.capacity).sum();
+        if !self.owned.is_empty() && held + capacity > POOL_BUDGET.max(capacity) {
+            return Ok(None);
+        }
         let name = segment::random_id();
         let seg = Segment::create(
             &segment::payload_name(queue_id, name),
@@ -111,7 +126,7 @@ impl Pool {
             capacity,
             reserved: false,
         });
-        Ok(Staged { name })
+        Ok(Some(Staged { name }))
     }
 
     fn get(&mut self, name: u64) -> &mut Owned {

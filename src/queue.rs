@@ -10,7 +10,7 @@ use crate::{lock, payload, sync};
 use rustix::fd::{AsFd, OwnedFd};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Bounded retries of the claim loops: a segment whose counters can never
 /// agree (corrupt or hostile) gives `ERR_SHMQ_INVALID`, not a hang.
@@ -18,8 +18,9 @@ const MAX_CLAIM_SPINS: u32 = 1 << 20;
 
 pub struct Queue {
     /// The mapping; locks taken through its fd are this object's rows (and
-    /// the creator byte).
-    seg: Segment,
+    /// the creator byte). Shared with zero-copy views, which may outlive
+    /// this object (its locks and removal go with the object, not the views).
+    seg: Arc<Segment>,
     /// A second open file description of the same file: probes and reaps go
     /// through it, so they see this object's own rows as held.
     probe: OwnedFd,
@@ -158,7 +159,7 @@ impl Queue {
         max_message_size: u64,
     ) -> Queue {
         Queue {
-            seg,
+            seg: Arc::new(seg),
             probe,
             rows: Mutex::new([0; MAX_ENDS as usize / 64]),
             took_part: std::sync::atomic::AtomicBool::new(false),
@@ -253,6 +254,11 @@ impl Queue {
 
     fn seq(&self, pos: u64) -> &AtomicU64 {
         &self.slot(pos).seq
+    }
+
+    /// The mapping, for views that must keep it alive.
+    pub fn mapping(&self) -> Arc<Segment> {
+        self.seg.clone()
     }
 
     /// The inline bytes of the slot at `pos` (`slot_size` of them).
@@ -667,6 +673,14 @@ impl Queue {
             std::hint::spin_loop();
         }
         Err(self.inconsistent())
+    }
+
+    /// True if the slot at the tail is free for the next position (a claim
+    /// would probably succeed); a hint, read without claiming.
+    pub fn tail_free(&self) -> bool {
+        let t = self.header().tail.load(SeqCst);
+        let s = self.seq(t).load(Acquire);
+        seq_pos(s).wrapping_add(u64::from(self.capacity)) & POS_MASK != t & POS_MASK
     }
 
     /// Fills in and publishes the slot claimed at `pos`.

@@ -114,6 +114,13 @@ pub(crate) fn detach_all(env: sys::napi_env, r: &mut Registered) {
     }
 }
 
+fn hold_of(got: &Got<View>) -> Option<u32> {
+    match got {
+        Got::Message(view) => Some(view.hold),
+        _ => None,
+    }
+}
+
 fn length(len: f64) -> Result<u64> {
     if (0.0..=2f64.powi(53)).contains(&len) && len.fract() == 0.0 {
         Ok(len as u64)
@@ -130,8 +137,14 @@ pub fn end_reserve(env: &Env, id: u32, len: f64, mut meta: Bytes) -> Result<Unkn
     let len = length(len)?;
     with_end(id, |r| {
         let got = r.end.reserve(len)?;
+        let hold = hold_of(&got);
         // SAFETY: the wrapper passes a Uint32Array it does not touch meanwhile.
-        to_js(env, r, got, unsafe { meta.elements::<u32>() })
+        let out = to_js(env, r, got, unsafe { meta.elements::<u32>() });
+        if let (Err(_), Some(hold)) = (&out, hold) {
+            // No view was made: give the slot back rather than hold it for ever.
+            let _ = r.end.abort(hold);
+        }
+        out
     })
 }
 
@@ -160,8 +173,13 @@ pub fn end_abort(env: &Env, id: u32, hold: u32) -> Result<()> {
 pub fn end_lease(env: &Env, id: u32, mut meta: Bytes) -> Result<Unknown<'_>> {
     with_end(id, |r| {
         let got = r.end.lease()?;
+        let hold = hold_of(&got);
         // SAFETY: the wrapper passes a Uint32Array it does not touch meanwhile.
-        to_js(env, r, got, unsafe { meta.elements::<u32>() })
+        let out = to_js(env, r, got, unsafe { meta.elements::<u32>() });
+        if let (Err(_), Some(hold)) = (&out, hold) {
+            let _ = r.end.release(hold);
+        }
+        out
     })
 }
 
