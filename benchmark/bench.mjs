@@ -118,6 +118,29 @@ for (const size of [64, 4 * KiB]) {
     }
   }
 }
+// Zero-copy with work: fill and sum every 8-byte word across processes,
+// against the same two loops on local memory in one process.
+results.work = {}
+function localFillSum(size) {
+  const a = new Float64Array(size / 8)
+  let total = 0
+  const reps = Math.max(3, Math.min(200, Math.floor(GiB / size)))
+  const t0 = process.hrtime.bigint()
+  for (let r = 0; r < reps; r++) {
+    a.fill(r)
+    for (let j = 0; j < a.length; j++) total += a[j]
+  }
+  if (Number.isNaN(total)) throw new Error('bad sum')
+  return (size * reps) / Number(process.hrtime.bigint() - t0)
+}
+if (!opts.only || 'shmq lease f64'.includes(opts.only)) {
+  for (const size of [MiB, 16 * MiB].filter((s) => sizes.includes(s))) {
+    progress(`fill + sum ${label(size)}`)
+    const m = await measure({ transport: 'shmq lease f64', mode: 'oneway', size, count: countFor('shmq', size) })
+    results.work[size] = { lease: (m.messages * size) / m.seconds / 1e9, local: localFillSum(size) }
+  }
+}
+
 // Sparse streams: what the consumer's CPU costs when messages are few.
 results.paced = {}
 for (const rate of [1000, 10_000]) {
@@ -163,6 +186,12 @@ for (const t of names) {
   const b = results.rtt[`${t}|${4 * KiB}`]
   const f = (r) => (r ? [r.p50, r.p99, r.max].map((x) => x.toFixed(1)).join(' | ') : 'n/a | n/a | n/a')
   lines.push(`| ${t} | ${f(a)} | ${f(b)} |`)
+}
+if (Object.keys(results.work).length > 0) {
+  lines.push('', `## Zero-copy with work (producer fills a Float64Array, consumer sums it)`, '', `| size | shmq lease | same loops, local memory, one process | ratio |`, `|---|---|---|---|`)
+  for (const [size, w] of Object.entries(results.work)) {
+    lines.push(`| ${label(Number(size))} | ${w.lease.toFixed(2)} GB/s | ${w.local.toFixed(2)} GB/s | ${Math.round((100 * w.lease) / w.local)} % |`)
+  }
 }
 lines.push('', `## Sparse streams: consumer CPU (% of one core; 1 KiB messages, a burst each millisecond)`, '', `| transport | 1,000 msg/s | 10,000 msg/s |`, `|---|---|---|`)
 for (const t of names.filter((n) => n === 'shmq async' || n === 'ipc advanced')) {

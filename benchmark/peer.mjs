@@ -1,9 +1,9 @@
 // The producer / echo side of one measurement (forked by runner.mjs).
-import { transports } from './transports.mjs'
+import { extraTransports, transports } from './transports.mjs'
 
 const cfg = JSON.parse(process.argv[2])
 cfg.peerArgs = process.argv.slice(3)
-const t = transports[cfg.transport]
+const t = transports[cfg.transport] ?? extraTransports[cfg.transport]
 if (cfg.mode === 'oneway' || cfg.mode === 'paced') {
   // A zero-copy producer writes in place: it has no message of its own.
   const message = t.inPlace ? undefined : Buffer.alloc(cfg.size, 0x5a)

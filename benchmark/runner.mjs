@@ -3,10 +3,10 @@
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
-import { transports } from './transports.mjs'
+import { extraTransports, transports } from './transports.mjs'
 
 const cfg = JSON.parse(process.argv[2])
-const t = transports[cfg.transport]
+const t = transports[cfg.transport] ?? extraTransports[cfg.transport]
 let peerRss = 0
 const forkPeer = (args) => {
   const peer = fork(fileURLToPath(new URL('./peer.mjs', import.meta.url)), [JSON.stringify(cfg), ...args], {
