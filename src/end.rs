@@ -53,6 +53,10 @@ pub struct View {
     pub keep: Keep,
 }
 
+/// A claimed tail slot: the queue, this end's row, the position and the
+/// payload segment staged for it, if any.
+type ClaimedTail = (Arc<Queue>, Member, u64, Option<Staged>);
+
 enum Staging {
     Inline,
     Segment(Staged),
@@ -215,40 +219,11 @@ impl End {
 
     /// `put`; `wake: false` leaves waking receivers to the caller.
     fn put_with(&mut self, tag: u32, data: &[u8], wake: bool) -> Result<Put, ShmqError> {
-        let (q, m) = self.take_part()?;
         let len = data.len() as u64;
-        if len > q.max_message_size {
-            return Err(ShmqError::new(
-                Code::TooLarge,
-                format!(
-                    "message of {len} bytes exceeds maxMessageSize ({})",
-                    q.max_message_size
-                ),
-            ));
-        }
-        let staged = match self.stage(&q, &m, len)? {
-            Staging::Inline => None,
-            Staging::Segment(s) => Some(s),
-            Staging::Wait => {
-                return Ok(if q.receivers_gone() {
-                    Put::Closed
-                } else {
-                    Put::Full
-                })
-            }
-        };
-        let pos = match q.claim_tail(&m)? {
-            Some(pos) => Some(pos),
-            None if q.reap_if_due() => q.claim_tail(&m)?,
-            None => None,
-        };
-        let Some(pos) = pos else {
-            // Waiting only makes sense while some receiver may still come.
-            return Ok(if q.receivers_gone() {
-                Put::Closed
-            } else {
-                Put::Full
-            });
+        let (q, m, pos, staged) = match self.claim_for(len, "message")? {
+            Got::Message(claimed) => claimed,
+            Got::Empty => return Ok(Put::Full),
+            Got::Closed => return Ok(Put::Closed),
         };
         stall_if_testing("put");
         crash_point!();
@@ -284,6 +259,44 @@ impl End {
             wake,
         )?;
         Ok(Put::Done)
+    }
+
+    /// Claims the tail slot (and a payload segment if `len` does not fit
+    /// it) for a message of `len` bytes. Empty: full, wait for space (a dead
+    /// receiver holding it is reaped first if one is due); Closed: no
+    /// receiver is left, so waiting is pointless.
+    fn claim_for(&mut self, len: u64, what: &str) -> Result<Got<ClaimedTail>, ShmqError> {
+        let (q, m) = self.take_part()?;
+        if len > q.max_message_size {
+            return Err(ShmqError::new(
+                Code::TooLarge,
+                format!(
+                    "a {what} of {len} bytes exceeds maxMessageSize ({})",
+                    q.max_message_size
+                ),
+            ));
+        }
+        let full = |q: &Queue| {
+            if q.receivers_gone() {
+                Got::Closed
+            } else {
+                Got::Empty
+            }
+        };
+        let staged = match self.stage(&q, &m, len)? {
+            Staging::Inline => None,
+            Staging::Segment(s) => Some(s),
+            Staging::Wait => return Ok(full(&q)),
+        };
+        let pos = match q.claim_tail(&m)? {
+            Some(pos) => Some(pos),
+            None if q.reap_if_due() => q.claim_tail(&m)?,
+            None => None,
+        };
+        Ok(match pos {
+            Some(pos) => Got::Message((q, m, pos, staged)),
+            None => full(&q),
+        })
     }
 
     /// Where a message of `len` bytes goes: inline, a payload segment, or
@@ -378,38 +391,10 @@ impl End {
     /// Claims a slot for a message of `len` bytes written in place (a
     /// payload segment if it does not fit the slot). `Done` carries the view.
     pub fn reserve(&mut self, len: u64) -> Result<Got<View>, ShmqError> {
-        let (q, m) = self.take_part()?;
-        if len > q.max_message_size {
-            return Err(ShmqError::new(
-                Code::TooLarge,
-                format!(
-                    "a reservation of {len} bytes exceeds maxMessageSize ({})",
-                    q.max_message_size
-                ),
-            ));
-        }
-        let staged = match self.stage(&q, &m, len)? {
-            Staging::Inline => None,
-            Staging::Segment(s) => Some(s),
-            Staging::Wait => {
-                return Ok(if q.receivers_gone() {
-                    Got::Closed
-                } else {
-                    Got::Empty
-                })
-            }
-        };
-        let pos = match q.claim_tail(&m)? {
-            Some(pos) => Some(pos),
-            None if q.reap_if_due() => q.claim_tail(&m)?,
-            None => None,
-        };
-        let Some(pos) = pos else {
-            return Ok(if q.receivers_gone() {
-                Got::Closed
-            } else {
-                Got::Empty
-            });
+        let (q, _, pos, staged) = match self.claim_for(len, "reservation")? {
+            Got::Message(claimed) => claimed,
+            Got::Empty => return Ok(Got::Empty),
+            Got::Closed => return Ok(Got::Closed),
         };
         let (ptr, keep): (*mut u8, Keep) = match &staged {
             Some(s) => {
