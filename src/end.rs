@@ -40,6 +40,16 @@ pub enum Got<T> {
     Closed,
 }
 
+impl<T> Got<T> {
+    /// Empty or Closed, as a result of another type (never called on a message).
+    fn without_message<U>(self) -> Got<U> {
+        match self {
+            Got::Closed => Got::Closed,
+            _ => Got::Empty,
+        }
+    }
+}
+
 /// Keeps a mapping alive while a JS view of it exists.
 pub type Keep = Arc<dyn Send + Sync>;
 
@@ -323,8 +333,7 @@ impl End {
             Some(c) => c,
             None => match next(&q, &m)? {
                 Got::Message(c) => c,
-                Got::Empty => return Ok(Got::Empty),
-                Got::Closed => return Ok(Got::Closed),
+                other => return Ok(other.without_message()),
             },
         };
         stall_if_testing("get");
@@ -393,8 +402,7 @@ impl End {
     pub fn reserve(&mut self, len: u64) -> Result<Got<View>, ShmqError> {
         let (q, _, pos, staged) = match self.claim_for(len, "reservation")? {
             Got::Message(claimed) => claimed,
-            Got::Empty => return Ok(Got::Empty),
-            Got::Closed => return Ok(Got::Closed),
+            other => return Ok(other.without_message()),
         };
         let (ptr, keep): (*mut u8, Keep) = match &staged {
             Some(s) => {
@@ -480,8 +488,7 @@ impl End {
             Some(c) => c,
             None => match next(&q, &m)? {
                 Got::Message(c) => c,
-                Got::Empty => return Ok(Got::Empty),
-                Got::Closed => return Ok(Got::Closed),
+                other => return Ok(other.without_message()),
             },
         };
         let ptr = match self.read(&q, &c) {
