@@ -1,4 +1,5 @@
 // The producer / echo side of one measurement (forked by runner.mjs).
+import { peakRss } from './rss.mjs'
 import { extraTransports, transports } from './transports.mjs'
 
 const cfg = JSON.parse(process.argv[2])
@@ -11,4 +12,4 @@ if (cfg.mode === 'oneway' || cfg.mode === 'paced') {
 } else {
   await t.echo(cfg)
 }
-if (process.connected) process.send({ peerRss: process.resourceUsage().maxRSS * 1024 })
+if (process.connected) process.send({ peerRss: peakRss() })

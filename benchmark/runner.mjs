@@ -3,6 +3,7 @@
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
+import { peakRss } from './rss.mjs'
 import { extraTransports, transports } from './transports.mjs'
 
 const cfg = JSON.parse(process.argv[2])
@@ -65,4 +66,4 @@ if (cfg.mode === 'paced') {
 }
 // Give the peer's last message a moment to arrive.
 await new Promise((r) => setTimeout(r, 20))
-process.send({ ...result, rss: process.resourceUsage().maxRSS * 1024, peerRss })
+process.send({ ...result, rss: peakRss(), peerRss })

@@ -6,7 +6,7 @@
 use crate::error::ShmqError;
 use napi::sys;
 use std::cell::RefCell;
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, CString};
 use std::ptr;
 
 type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
@@ -185,13 +185,20 @@ unsafe extern "C" fn get(env: sys::napi_env, info: sys::napi_callback_info) -> s
                         text.len() as isize,
                         &mut out,
                     ),
-                    crate::Message::Large(bytes) => sys::napi_create_buffer_copy(
-                        env,
-                        bytes.len(),
-                        bytes.as_ptr().cast::<c_void>(),
-                        ptr::null_mut(),
-                        &mut out,
-                    ),
+                    crate::Message::Large(bytes) => {
+                        let mut data = ptr::null_mut();
+                        let status = sys::napi_create_buffer(env, bytes.len(), &mut data, &mut out);
+                        if status == sys::Status::napi_ok {
+                            // `bytes` lie in a shared mapping (a payload segment).
+                            crate::segment::copy_releasing(
+                                bytes.as_ptr(),
+                                data.cast::<u8>(),
+                                bytes.len(),
+                                bytes.as_ptr(),
+                            );
+                        }
+                        status
+                    }
                 },
                 scratch.len,
             )?;

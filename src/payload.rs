@@ -188,11 +188,8 @@ impl Pool {
         // reads it, and its data area holds capacity >= data.len() bytes
         // (checked in stage).
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                o.seg.as_ptr().add(PAYLOAD_HEADER_SIZE),
-                data.len(),
-            )
+            let dst = o.seg.as_ptr().add(PAYLOAD_HEADER_SIZE);
+            segment::copy_releasing(data.as_ptr(), dst, data.len(), dst)
         };
         self.mark_in_use(staged)
     }

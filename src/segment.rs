@@ -224,6 +224,49 @@ impl Segment {
     }
 }
 
+/// Messages from this size up are copied in and out of shared memory in
+/// chunks, each dropped from this process's page tables once copied: the data
+/// stays in the file, and a process's RSS grows by its own copy only (not by
+/// the message again as mapped shared pages).
+pub const RELEASE_PAGES_FROM: usize = 64 << 20;
+const CHUNK: usize = 8 << 20;
+
+/// Copies `len` bytes from `src` to `dst`; from RELEASE_PAGES_FROM bytes up,
+/// chunk by chunk, dropping the pages of whichever side is shared (`shared`
+/// is `src` or `dst`) from this process's page tables after each chunk.
+/// SAFETY: the caller guarantees `src` and `dst` are valid for `len` bytes,
+/// do not overlap, and that `shared` is one of them, inside a MAP_SHARED
+/// mapping of a file (where MADV_DONTNEED only unmaps: the data stays).
+pub unsafe fn copy_releasing(src: *const u8, dst: *mut u8, len: usize, shared: *const u8) {
+    if len < RELEASE_PAGES_FROM {
+        // SAFETY: see the function's contract.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+        return;
+    }
+    let page = rustix::param::page_size();
+    let mut done = 0;
+    while done < len {
+        let n = CHUNK.min(len - done);
+        // SAFETY: done + n <= len, so both ranges are in bounds.
+        unsafe { std::ptr::copy_nonoverlapping(src.add(done), dst.add(done), n) };
+        // Whole pages inside this chunk of the shared side only.
+        let start = (shared as usize + done).next_multiple_of(page);
+        let end = (shared as usize + done + n) & !(page - 1);
+        if end > start {
+            // SAFETY: [start, end) lies inside the shared mapping (see the
+            // contract); DONTNEED on a shared file mapping keeps the data.
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    start as *mut c_void,
+                    end - start,
+                    rustix::mm::Advice::LinuxDontNeed,
+                )
+            };
+        }
+        done += n;
+    }
+}
+
 impl Drop for Segment {
     fn drop(&mut self) {
         // SAFETY: ptr/len describe a mapping made by `map` and not unmapped since.
