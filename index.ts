@@ -19,7 +19,21 @@ import {
   ShmqError,
 } from './lib/errors'
 import { readableFor, writableFor } from './lib/streams'
-import { EventWatch, ITEMS, SPACE } from './lib/wait'
+import { EventWatch } from './lib/wait'
+import {
+  DEFAULT_CAPACITY,
+  DEFAULT_SLOT_SIZE,
+  GET_CLOSED,
+  GET_EMPTY,
+  ITEMS,
+  MAX_CAPACITY,
+  MAX_SLOT_SIZE,
+  PUT_CLOSED,
+  PUT_FULL,
+  RECEIVER,
+  SENDER,
+  SPACE,
+} from './lib/constants'
 import { held, heldMeta, Lease, Reservation } from './lib/zerocopy'
 
 export { Lease, Reservation } from './lib/zerocopy'
@@ -60,18 +74,9 @@ export interface AsyncWaitOptions extends WaitOptions {
   signal?: AbortSignal
 }
 
-export const DEFAULT_CAPACITY = 16
-export const DEFAULT_SLOT_SIZE = 64 * 1024
-const MAX_CAPACITY = 1 << 20
-const MAX_SLOT_SIZE = 1 << 26
+export { DEFAULT_CAPACITY, DEFAULT_SLOT_SIZE }
+/** No handle is longer: a longer string is not one. */
 const MAX_HANDLE_LENGTH = 256
-
-const PUT_FULL = 1
-const PUT_CLOSED = 2
-const GET_EMPTY = -1
-const GET_CLOSED = -2
-const SENDER = 0
-const RECEIVER = 1
 
 function integerOption(options: object, name: string, fallback: number, min: number, max: number): number {
   const value: unknown = (options as Record<string, unknown>)[name]
@@ -598,7 +603,7 @@ export type Handle = string | { readonly handle: string }
 function attachNative(from: Handle, role: number): number {
   const handle = typeof from === 'object' && from !== null ? from.handle : from
   if (typeof handle !== 'string') throw invalidType(`handle must be a string, got ${typeof handle}`)
-  if (handle.length > MAX_HANDLE_LENGTH) throw invalidType(`handle is longer than ${MAX_HANDLE_LENGTH} characters`)
+  if (handle.length > MAX_HANDLE_LENGTH) throw new ShmqError('ERR_SHMQ_INVALID', `${handle.slice(0, 40)}... (${handle.length} characters) is not a shmq handle`)
   return native(() => binding.attachQueue(handle, role))
 }
 

@@ -1,6 +1,7 @@
 // Values <-> (tag, bytes). Raw binary travels as is, strings as UTF-8, the
-// rest as v8.serialize output. Tags are shared with src/codec.rs.
+// rest as v8.serialize output. Tags come from Rust (lib/constants.ts).
 import * as v8 from 'node:v8'
+import { TAG_ARRAYBUFFER, TAG_BUFFER, TAG_DATAVIEW, TAG_STRING, TAG_V8, TYPED_ARRAY_NAMES } from './constants'
 import { NotCloneableError } from './errors'
 
 type TypedArrayConstructor =
@@ -16,27 +17,11 @@ type TypedArrayConstructor =
   | typeof BigInt64Array
   | typeof BigUint64Array
 
-/** Tag 0 is Buffer; tags 1..11 are these, in this order. */
-const TYPED_ARRAYS: readonly TypedArrayConstructor[] = [
-  Uint8Array,
-  Uint8ClampedArray,
-  Int8Array,
-  Uint16Array,
-  Int16Array,
-  Uint32Array,
-  Int32Array,
-  Float32Array,
-  Float64Array,
-  BigInt64Array,
-  BigUint64Array,
-]
-const TYPED_TAG = new Map<string, number>(TYPED_ARRAYS.map((c, i) => [c.name, i + 1]))
+/** Tag 0 is Buffer; tags 1..11 are these, in the order Rust defines. */
+const TYPED_ARRAYS: readonly TypedArrayConstructor[] = TYPED_ARRAY_NAMES.map((name) => globalThis[name])
+const TYPED_TAG = new Map<string, number>(TYPED_ARRAY_NAMES.map((name, i) => [name, i + 1]))
 
-export const TAG_BUFFER = 0
-export const TAG_DATAVIEW = 12
-export const TAG_ARRAYBUFFER = 13
-export const TAG_STRING = 14
-export const TAG_V8 = 15
+export { TAG_ARRAYBUFFER, TAG_BUFFER, TAG_DATAVIEW, TAG_STRING, TAG_V8 }
 
 /** A value as the addon takes it: raw bytes with their tag, a string, or v8 bytes. */
 export type Payload = ArrayBufferView | ArrayBuffer | string

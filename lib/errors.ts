@@ -1,65 +1,56 @@
-// Every error shmq throws: an Error subclass with a stable `code`.
+// Every error shmq throws: a ShmqError, with a stable `code` (the list is
+// generated from Rust: lib/constants.ts).
 
-export type ShmqErrorCode =
-  | 'ERR_SHMQ_FULL'
-  | 'ERR_SHMQ_EMPTY'
-  | 'ERR_SHMQ_CLOSED'
-  | 'ERR_SHMQ_TOO_LARGE'
-  | 'ERR_SHMQ_NOT_CLONEABLE'
-  | 'ERR_SHMQ_NOT_FOUND'
-  | 'ERR_SHMQ_INVALID'
-  | 'ERR_SHMQ_NO_SPACE'
-  | 'ERR_SHMQ_UNSUPPORTED_PLATFORM'
-  | 'ERR_SHMQ_OS'
+import { ERROR_CODES, type ShmqErrorCode } from './constants'
 
-/** Errors about the queue or the machine (not found, invalid, no space, …). */
+export type { ShmqErrorCode }
+
+/** The base class of every error shmq throws; `code` says which. */
 export class ShmqError extends Error {
   readonly code: ShmqErrorCode
-  constructor(code: ShmqErrorCode, message: string) {
-    super(message)
+  constructor(code: ShmqErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
     this.name = 'ShmqError'
     this.code = code
   }
 }
 
-export class QueueFullError extends Error {
-  readonly code = 'ERR_SHMQ_FULL' as const
+export class QueueFullError extends ShmqError {
+  declare readonly code: 'ERR_SHMQ_FULL'
   constructor(message = 'the queue is full: no space became free in time') {
-    super(message)
+    super('ERR_SHMQ_FULL', message)
     this.name = 'QueueFullError'
   }
 }
 
-export class QueueEmptyError extends Error {
-  readonly code = 'ERR_SHMQ_EMPTY' as const
+export class QueueEmptyError extends ShmqError {
+  declare readonly code: 'ERR_SHMQ_EMPTY'
   constructor(message = 'the queue is empty: no message arrived in time') {
-    super(message)
+    super('ERR_SHMQ_EMPTY', message)
     this.name = 'QueueEmptyError'
   }
 }
 
-export class QueueClosedError extends Error {
-  readonly code = 'ERR_SHMQ_CLOSED' as const
+export class QueueClosedError extends ShmqError {
+  declare readonly code: 'ERR_SHMQ_CLOSED'
   constructor(message = 'the queue is closed') {
-    super(message)
+    super('ERR_SHMQ_CLOSED', message)
     this.name = 'QueueClosedError'
   }
 }
 
-/** `RangeError` with code `ERR_SHMQ_TOO_LARGE`. */
-export class MessageTooLargeError extends RangeError {
-  readonly code = 'ERR_SHMQ_TOO_LARGE' as const
+export class MessageTooLargeError extends ShmqError {
+  declare readonly code: 'ERR_SHMQ_TOO_LARGE'
   constructor(message: string) {
-    super(message)
+    super('ERR_SHMQ_TOO_LARGE', message)
     this.name = 'MessageTooLargeError'
   }
 }
 
-/** `TypeError` with code `ERR_SHMQ_NOT_CLONEABLE`. */
-export class NotCloneableError extends TypeError {
-  readonly code = 'ERR_SHMQ_NOT_CLONEABLE' as const
+export class NotCloneableError extends ShmqError {
+  declare readonly code: 'ERR_SHMQ_NOT_CLONEABLE'
   constructor(message: string) {
-    super(message)
+    super('ERR_SHMQ_NOT_CLONEABLE', message)
     this.name = 'NotCloneableError'
   }
 }
@@ -87,14 +78,14 @@ export function abortError(signal: AbortSignal): AbortError {
   return new AbortError(undefined, { cause: signal.reason })
 }
 
-const NATIVE = /^(ERR_SHMQ_[A-Z_]+): ([\s\S]*)$/
+const CODES: ReadonlySet<string> = new Set(ERROR_CODES)
 
-/** Turns an error from the native addon ("CODE: message") into its class. */
+/** The class for a native error: its `code` was set natively (`err.code`). */
 export function fromNative(e: unknown): unknown {
-  const m = e instanceof Error ? NATIVE.exec(e.message) : null
-  if (!m) return e
-  const [, code, message] = m
-  switch (code) {
+  const code = e instanceof Error ? (e as { code?: unknown }).code : undefined
+  if (typeof code !== 'string' || !CODES.has(code)) return e
+  const message = (e as Error).message
+  switch (code as ShmqErrorCode) {
     case 'ERR_SHMQ_CLOSED':
       return new QueueClosedError(message)
     case 'ERR_SHMQ_TOO_LARGE':

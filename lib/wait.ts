@@ -3,10 +3,8 @@
 // pending put/get of one end shares that single native wait.
 import { binding } from './binding'
 import { performance } from 'node:perf_hooks'
-import { abortError, fromNative } from './errors'
-
-export const ITEMS = 0
-export const SPACE = 1
+import { ITEMS, SPACE } from './constants'
+import { abortError, fromNative, ShmqError, type ShmqErrorCode } from './errors'
 
 /**
  * The longest delay setTimeout takes (2^31 - 1 ms, about 24.8 days; longer
@@ -78,8 +76,10 @@ export class EventWatch {
     if (pending === undefined || pending.seen !== seen) {
       const entry: Pending = {
         seen,
-        done: binding.endWatch(this.id, this.which, seen).then(() => {
+        done: binding.endWatch(this.id, this.which, seen).then((failure) => {
           if (this.pending === entry) this.pending = undefined
+          // The waiter thread could not start: [code, message].
+          if (failure) throw new ShmqError(failure[0] as ShmqErrorCode, failure[1])
         }),
       }
       pending = this.pending = entry

@@ -3,8 +3,9 @@
 //! hundred nanoseconds per message that was a third of the cost. These two
 //! read their arguments and build their results with plain N-API calls.
 
-use crate::error::ShmqError;
+use crate::{OrThrow, Result};
 use napi::sys;
+use shmq_core::{Code, ShmqError};
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 use std::ptr;
@@ -12,7 +13,7 @@ use std::ptr;
 type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
 /// An object `{ put, putString, get }` of raw functions (see lib.rs for what they do).
-pub fn functions(env: sys::napi_env) -> napi::Result<sys::napi_value> {
+pub fn functions(env: sys::napi_env) -> Result<sys::napi_value> {
     let mut object = ptr::null_mut();
     // SAFETY: N-API calls on the current env with out-pointers to locals.
     unsafe {
@@ -37,13 +38,15 @@ pub fn functions(env: sys::napi_env) -> napi::Result<sys::napi_value> {
     Ok(object)
 }
 
-fn check(status: sys::napi_status) -> napi::Result<()> {
+fn check(status: sys::napi_status) -> Result<()> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
-        Err(napi::Error::from_reason(format!(
-            "N-API call failed with status {status}"
-        )))
+        Err(ShmqError::new(
+            Code::Os,
+            format!("N-API call failed with status {status}"),
+        ))
+        .js()
     }
 }
 
@@ -52,7 +55,7 @@ fn check(status: sys::napi_status) -> napi::Result<()> {
 unsafe fn call(
     env: sys::napi_env,
     info: sys::napi_callback_info,
-    body: impl FnOnce([sys::napi_value; 3]) -> napi::Result<sys::napi_value>,
+    body: impl FnOnce([sys::napi_value; 3]) -> Result<sys::napi_value>,
 ) -> sys::napi_value {
     let mut argc = 3usize;
     let mut argv = [ptr::null_mut(); 3];
@@ -68,33 +71,31 @@ unsafe fn call(
         )
     };
     let result = if status != sys::Status::napi_ok {
-        Err(napi::Error::from_reason("bad arguments"))
+        Err(ShmqError::invalid("bad arguments")).js()
     } else {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(argv))).unwrap_or_else(|_| {
-            Err(napi::Error::from_reason(
-                "ERR_SHMQ_INVALID: internal error (panic) in shmq",
-            ))
-        })
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(argv)))
+            .unwrap_or_else(|_| Err(ShmqError::invalid("internal error (panic) in shmq")).js())
     };
     match result {
         Ok(value) => value,
         Err(e) => {
+            let code = CString::new(e.status.as_str()).unwrap_or_default();
             let message = CString::new(e.reason.replace('\0', " ")).unwrap_or_default();
-            // SAFETY: a NUL-terminated message on the current env.
-            unsafe { sys::napi_throw_error(env, ptr::null(), message.as_ptr()) };
+            // SAFETY: NUL-terminated code and message on the current env.
+            unsafe { sys::napi_throw_error(env, code.as_ptr(), message.as_ptr()) };
             ptr::null_mut()
         }
     }
 }
 
-unsafe fn to_u32(env: sys::napi_env, value: sys::napi_value) -> napi::Result<u32> {
+unsafe fn to_u32(env: sys::napi_env, value: sys::napi_value) -> Result<u32> {
     let mut n = 0u32;
     // SAFETY: out-pointer to a local.
     check(unsafe { sys::napi_get_value_uint32(env, value, &mut n) })?;
     Ok(n)
 }
 
-unsafe fn from_u32(env: sys::napi_env, n: u32) -> napi::Result<sys::napi_value> {
+unsafe fn from_u32(env: sys::napi_env, n: u32) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     // SAFETY: out-pointer to a local.
     check(unsafe { sys::napi_create_uint32(env, n, &mut v) })?;
@@ -108,7 +109,8 @@ unsafe extern "C" fn put(env: sys::napi_env, info: sys::napi_callback_info) -> s
         call(env, info, |[id, tag, data]| {
             let (id, tag) = (to_u32(env, id)?, to_u32(env, tag)?);
             let bytes =
-                <crate::Bytes as napi::bindgen_prelude::FromNapiValue>::from_napi_value(env, data)?;
+                <crate::Bytes as napi::bindgen_prelude::FromNapiValue>::from_napi_value(env, data)
+                    .js()?;
             from_u32(env, crate::put_bytes(id, tag, bytes.as_slice())?)
         })
     }
@@ -148,7 +150,7 @@ unsafe extern "C" fn put_string(
                 ))?;
                 from_u32(
                     env,
-                    crate::put_bytes(id, crate::codec::TAG_STRING, &buf[..written])?,
+                    crate::put_bytes(id, shmq_core::codec::TAG_STRING, &buf[..written])?,
                 )
             })
         })
@@ -163,7 +165,8 @@ unsafe extern "C" fn get(env: sys::napi_env, info: sys::napi_callback_info) -> s
             let id = to_u32(env, id)?;
             let scratch = <crate::Bytes as napi::bindgen_prelude::FromNapiValue>::from_napi_value(
                 env, scratch,
-            )?;
+            )
+            .js()?;
             let mut out = ptr::null_mut();
             let status = crate::get_message(
                 id,
@@ -190,7 +193,7 @@ unsafe extern "C" fn get(env: sys::napi_env, info: sys::napi_callback_info) -> s
                         let status = sys::napi_create_buffer(env, bytes.len(), &mut data, &mut out);
                         if status == sys::Status::napi_ok {
                             // `bytes` lie in a shared mapping (a payload segment).
-                            crate::segment::copy_releasing(
+                            shmq_core::sys::segment::copy_releasing(
                                 bytes.as_ptr(),
                                 data.cast::<u8>(),
                                 bytes.len(),
@@ -203,7 +206,7 @@ unsafe extern "C" fn get(env: sys::napi_env, info: sys::napi_callback_info) -> s
                 scratch.len,
             )?;
             check(status).map_err(|_| {
-                napi::Error::from(ShmqError::invalid("could not create the received value"))
+                napi::Error::new(Code::Os, "could not create the received value".to_owned())
             })?;
             Ok(out)
         })

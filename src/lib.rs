@@ -1,68 +1,50 @@
-//! shmq: a bounded MPMC queue in named shared memory, for Node.js processes.
-//!
-//! Modules, one concern each: `layout` (the shared-memory format), `segment`
-//! (named mappings), `lock` (liveness: OFD locks), `sync` (futex wake-ups),
-//! `queue` (the ring, the end table and crash recovery), `payload` (segments
-//! for large messages), `codec` (tags), `end` (one queue end), `waiter`
-//! (async waits, one thread per process), `gc` (listing and removing queues
-//! in /dev/shm); `crashpoints` (tests only) stops an end after each step.
-//! `views` hands shared memory to JS in place (reserve / lease).
-//! This file and `hot` (raw callbacks for put/get) only bind them to JavaScript.
+//! shmq's napi binding: shmq-core (crates/shmq-core, which knows no
+//! JavaScript) bound to Node.js. This file binds queue ends; `hot` has raw
+//! callbacks for put/get; `views` hands shared memory to JS in place
+//! (reserve / lease).
 //!
 //! Ends live in a per-thread registry and JS refers to them by number: plain
 //! functions with number arguments cost a fraction of napi-rs class methods
-//! (which take a lock and allocate per call to track borrows).
+//! (which take a lock and allocate per call to track borrows). Errors reach
+//! JS with their stable code set natively (`err.code`, from `Code`).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-/// A point where the crash-point tests may stop an end ("kill" it): after
-/// each write to shared memory of put, get, join, leave and recovery.
-#[cfg(test)]
-macro_rules! crash_point {
-    () => {
-        crate::crashpoints::hit()
-    };
-}
-#[cfg(not(test))]
-macro_rules! crash_point {
-    () => {};
-}
-
-mod codec;
-#[cfg(test)]
-mod crashpoints;
-mod end;
-mod error;
-mod gc;
 mod hot;
-mod layout;
-mod lock;
-mod payload;
-mod queue;
-#[cfg(test)]
-mod review_tests;
-mod segment;
-mod sync;
+#[allow(dead_code)] // some are for the TypeScript side only
+mod protocol;
 pub mod views;
-mod waiter;
 
-use end::{End, Got, Put};
-use error::{Code, ShmqError};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
-use queue::Role;
+use shmq_core::waiter::{Waiter, Which};
+use shmq_core::{codec, end, gc, sync};
+use shmq_core::{Code, End, Got, Put, Role, ShmqError};
 use std::cell::RefCell;
-use std::time::{Duration, Instant};
-use waiter::{Resolver, Waiter, Which};
 
-/// `put` results (numbers, so the hot path allocates nothing).
-pub const PUT_DONE: u32 = 0;
-pub const PUT_FULL: u32 = 1;
-pub const PUT_CLOSED: u32 = 2;
-/// `get` results when there is no message.
-pub const GET_EMPTY: f64 = -1.0;
-pub const GET_CLOSED: f64 = -2.0;
+/// What every binding function returns: a JS error's `code` is the `Code`.
+pub(crate) type Result<T> = std::result::Result<T, napi::Error<Code>>;
+
+/// Into a JS error with its stable code.
+pub(crate) trait OrThrow<T> {
+    fn js(self) -> Result<T>;
+}
+
+impl<T> OrThrow<T> for std::result::Result<T, ShmqError> {
+    fn js(self) -> Result<T> {
+        self.map_err(|e| napi::Error::new(e.code, e.message))
+    }
+}
+
+/// N-API itself failed (out of memory, or the environment is going away).
+impl<T> OrThrow<T> for napi::Result<T> {
+    fn js(self) -> Result<T> {
+        self.map_err(|e| napi::Error::new(Code::Os, format!("N-API: {}", e.reason)))
+    }
+}
+
+use protocol::{GET_CLOSED, GET_EMPTY, PUT_CLOSED, PUT_DONE, PUT_FULL};
 
 struct Registered {
     /// First: dropping it settles the waiter before `end` closes.
@@ -115,12 +97,15 @@ fn register(end: End) -> u32 {
 pub(crate) fn with_end<R>(id: u32, f: impl FnOnce(&mut Registered) -> Result<R>) -> Result<R> {
     ENDS.with_borrow_mut(|Registry(ends)| match ends.get_mut(id as usize) {
         Some(Some(r)) => f(r),
-        _ => Err(ShmqError::invalid(format!("no queue end number {id} in this thread")).into()),
+        _ => Err(ShmqError::invalid(format!(
+            "no queue end number {id} in this thread"
+        )))
+        .js(),
     })
 }
 
 fn which(w: u32) -> Which {
-    if w == 0 {
+    if w == protocol::ITEMS {
         Which::Items
     } else {
         Which::Space
@@ -155,7 +140,7 @@ impl TypeName for Bytes {
 }
 
 impl FromNapiValue for Bytes {
-    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> Result<Self> {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> napi::Result<Self> {
         let mut data = std::ptr::null_mut();
         let mut len = 0usize;
         let mut is = false;
@@ -213,7 +198,7 @@ impl FromNapiValue for Bytes {
     }
 }
 
-fn check(status: sys::napi_status, data: *mut std::ffi::c_void, len: usize) -> Result<Bytes> {
+fn check(status: sys::napi_status, data: *mut std::ffi::c_void, len: usize) -> napi::Result<Bytes> {
     if status == sys::Status::napi_ok {
         Ok(Bytes {
             ptr: data.cast_const().cast(),
@@ -230,21 +215,25 @@ fn check(status: sys::napi_status, data: *mut std::ffi::c_void, len: usize) -> R
 #[napi]
 pub fn create_queue(capacity: u32, slot_size: u32, max_message_size: f64) -> Result<Vec<u32>> {
     if !(0.0..=2f64.powi(53)).contains(&max_message_size) {
-        return Err(ShmqError::new(Code::TooLarge, "maxMessageSize out of range".into()).into());
+        return Err(ShmqError::new(
+            Code::TooLarge,
+            "maxMessageSize out of range".into(),
+        ))
+        .js();
     }
-    let (tx, rx) = End::create_pair(capacity, slot_size, max_message_size as u64)?;
+    let (tx, rx) = End::create_pair(capacity, slot_size, max_message_size as u64).js()?;
     Ok(vec![register(tx), register(rx)])
 }
 
 /// Opens the queue named by `handle` as a sender (0) or receiver (1).
 #[napi]
 pub fn attach_queue(handle: String, role: u32) -> Result<u32> {
-    let role = if role == 0 {
+    let role = if role == protocol::SENDER {
         Role::Sender
     } else {
         Role::Receiver
     };
-    Ok(register(End::attach(&handle, role)?))
+    Ok(register(End::attach(&handle, role).js()?))
 }
 
 /// What a queue end is attached to.
@@ -293,12 +282,12 @@ pub fn end_size(id: u32) -> Result<f64> {
 pub fn hot_path(env: &Env) -> Result<Unknown<'_>> {
     let value = hot::functions(env.raw())?;
     // SAFETY: a valid object just created in this env.
-    unsafe { Unknown::from_napi_value(env.raw(), value) }
+    unsafe { Unknown::from_napi_value(env.raw(), value) }.js()
 }
 
 pub(crate) fn put_bytes(id: u32, tag: u32, bytes: &[u8]) -> Result<u32> {
     with_end(id, |r| {
-        Ok(match r.end.put(tag, bytes)? {
+        Ok(match r.end.put(tag, bytes).js()? {
             Put::Done => PUT_DONE,
             Put::Full => PUT_FULL,
             Put::Closed => PUT_CLOSED,
@@ -327,22 +316,24 @@ pub(crate) fn get_message(
 ) -> Result<sys::napi_status> {
     with_end(id, |r| {
         let mut last_tag = r.last_tag;
-        let got = r.end.get(|tag, bytes| -> Result<_> {
-            last_tag = tag;
-            Ok(make(if tag == codec::TAG_STRING {
-                Message::Text(
-                    std::str::from_utf8(bytes)
-                        .map_err(|_| ShmqError::invalid("a string message is not valid UTF-8"))?,
-                )
-            } else if bytes.len() <= scratch_len {
-                Message::Small { tag, bytes }
-            } else {
-                Message::Large(bytes)
-            }))
-        })?;
+        let got =
+            r.end
+                .get(|tag, bytes| -> std::result::Result<_, ShmqError> {
+                    last_tag = tag;
+                    Ok(make(if tag == codec::TAG_STRING {
+                        Message::Text(std::str::from_utf8(bytes).map_err(|_| {
+                            ShmqError::invalid("a string message is not valid UTF-8")
+                        })?)
+                    } else if bytes.len() <= scratch_len {
+                        Message::Small { tag, bytes }
+                    } else {
+                        Message::Large(bytes)
+                    }))
+                })
+                .js()?;
         r.last_tag = last_tag;
         match got {
-            Got::Message(status) => status,
+            Got::Message(status) => status.js(),
             Got::Empty => Ok(make(Message::Number(GET_EMPTY))),
             Got::Closed => Ok(make(Message::Number(GET_CLOSED))),
         }
@@ -388,13 +379,14 @@ pub fn end_put_many(
         let len = len as usize;
         let bytes = data
             .get(at..at.saturating_add(len))
-            .ok_or_else(|| ShmqError::invalid("a batch is shorter than its lengths say"))?;
+            .ok_or_else(|| ShmqError::invalid("a batch is shorter than its lengths say"))
+            .js()?;
         messages.push((tag, bytes));
         at += len;
     }
     let from = (from as usize).min(messages.len());
     with_end(id, |r| {
-        Ok(match r.end.put_many(messages.drain(from..))? {
+        Ok(match r.end.put_many(messages.drain(from..)).js()? {
             Got::Message(n) => n as f64,
             Got::Empty | Got::Closed => GET_CLOSED,
         })
@@ -409,7 +401,9 @@ pub fn end_get_many(id: u32, max: u32, mut out: Bytes, mut meta: Bytes) -> Resul
     // SAFETY: the JS wrapper passes a Buffer and a Float64Array it does not
     // touch during this call.
     let (out, meta) = unsafe { (out.elements::<u8>(), meta.elements::<f64>()) };
-    with_end(id, |r| Ok(r.end.get_many(max as usize, out, meta)? as u32))
+    with_end(id, |r| {
+        Ok(r.end.get_many(max as usize, out, meta).js()? as u32)
+    })
 }
 
 /// The tag of the last message `get` returned as a Buffer.
@@ -420,50 +414,20 @@ pub fn end_last_tag(id: u32) -> Result<u32> {
 
 // ---- waiting ----
 
-/// Current value of the items (0) or space (1) event counter.
+/// Current value of the items (0) or space (1) event counter (0 once closed).
 #[napi]
 pub fn end_event(id: u32, which_code: u32) -> Result<u32> {
-    with_end(id, |r| Ok(event(r, which_code)))
+    with_end(id, |r| Ok(r.end.event(which(which_code))))
 }
 
-/// The event count, or 0 once the end is closed (the next attempt then
-/// reports the close).
-fn event(r: &Registered, which_code: u32) -> u32 {
-    r.end.queue().map_or(0, |q| {
-        waiter::event(q, which(which_code))
-            .seq
-            .load(std::sync::atomic::Ordering::SeqCst)
-    })
-}
-
-/// Spins up to `micros` while the event still equals `seen` (the other side
-/// is often only microseconds away); true if it moved.
+/// Spins up to `micros` while the event still equals `seen`; true if it moved.
 #[napi]
 pub fn end_spin(id: u32, which_code: u32, seen: u32, micros: u32) -> Result<bool> {
-    with_end(id, |r| Ok(spin(r, which_code, seen, micros)))
-}
-
-fn spin(r: &Registered, which_code: u32, seen: u32, micros: u32) -> bool {
-    if r.end.is_closed() {
-        return true;
-    }
-    let until = Instant::now() + Duration::from_micros(u64::from(micros));
-    loop {
-        for _ in 0..64 {
-            if event(r, which_code) != seen {
-                return true;
-            }
-            std::hint::spin_loop();
-        }
-        if Instant::now() >= until {
-            return false;
-        }
-    }
+    with_end(id, |r| Ok(r.end.spin(which(which_code), seen, micros)))
 }
 
 /// Blocks this thread until the event differs from `seen` or the timeout
-/// passes (negative = no timeout): a spin of `spin_micros`, then one futex
-/// wait of at most a slice. May return early; the caller re-checks.
+/// passes (negative = no timeout), for at most one wait slice (`End::wait`).
 #[napi]
 pub fn end_wait_sync(
     id: u32,
@@ -473,33 +437,38 @@ pub fn end_wait_sync(
     spin_micros: u32,
 ) -> Result<()> {
     with_end(id, |r| {
-        if spin_micros > 0 && spin(r, which_code, seen, spin_micros.min(1000)) {
-            return Ok(());
-        }
-        let Ok(q) = r.end.queue() else { return Ok(()) };
-        if let Some(slice) = sync::next_slice(sync::deadline(timeout_ms), sync::PROBE) {
-            q.wait_slice(waiter::event(q, which(which_code)), seen, slice);
-        }
+        let deadline = sync::deadline(timeout_ms);
+        r.end.wait(which(which_code), seen, deadline, spin_micros);
         Ok(())
     })
 }
 
-/// Resolves once the event differs from `seen` or on `endCancelWatch`;
-/// waits on the process's waiter thread, never the libuv pool.
-#[napi(ts_return_type = "Promise<void>")]
+/// Resolves (to null) once the event differs from `seen` or on
+/// `endCancelWatch`; waits on the process's waiter thread, never the libuv
+/// pool. If that thread cannot start it resolves to `[code, message]` (a
+/// rejection from another thread could not carry a `code`).
+#[napi(ts_return_type = "Promise<[string, string] | null>")]
 pub fn end_watch<'env>(
     env: &'env Env,
     id: u32,
     which_code: u32,
     seen: u32,
 ) -> Result<Object<'env>> {
+    type Failure = Option<Vec<String>>;
+    type Resolver = Box<dyn FnOnce(Env) -> napi::Result<Failure> + Send>;
     with_end(id, |r| {
-        let (deferred, promise) = env.create_deferred::<(), Resolver>()?;
+        let (deferred, promise) = env.create_deferred::<Failure, Resolver>().js()?;
         let Ok(q) = r.end.queue() else {
-            deferred.resolve(|_| Ok(()));
+            deferred.resolve(Box::new(|_| Ok(None)));
             return Ok(promise);
         };
-        r.waiter.watch(q, which(which_code), seen, deferred);
+        let done = move |result: std::result::Result<(), ShmqError>| {
+            let failure = result
+                .err()
+                .map(|e| vec![e.code.as_str().to_owned(), e.message]);
+            deferred.resolve(Box::new(move |_| Ok(failure)));
+        };
+        r.waiter.watch(q, which(which_code), seen, Box::new(done));
         Ok(promise)
     })
 }

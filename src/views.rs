@@ -5,12 +5,13 @@
 //! detached (byteLength 0) when its hold ends, so a late read sees nothing
 //! rather than another message's bytes.
 
-use crate::end::{Got, Keep, View};
-use crate::error::ShmqError;
-use crate::{with_end, Bytes, Registered, GET_CLOSED, GET_EMPTY};
+use crate::protocol::{GET_CLOSED, GET_EMPTY};
+use crate::{with_end, Bytes, OrThrow, Registered, Result};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
+use shmq_core::end::{Got, Keep, View};
+use shmq_core::ShmqError;
 use std::ffi::c_void;
 use std::ptr;
 
@@ -18,7 +19,11 @@ fn check(status: sys::napi_status, what: &str) -> Result<()> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
-        Err(ShmqError::invalid(format!("{what} failed (N-API status {status})")).into())
+        Err(ShmqError::new(
+            shmq_core::Code::Os,
+            format!("{what} failed (N-API status {status})"),
+        ))
+        .js()
     }
 }
 
@@ -38,8 +43,8 @@ fn to_js<'env>(
     let raw = env.raw();
     let view = match got {
         Got::Message(view) => view,
-        Got::Empty => return env.create_double(GET_EMPTY).map(|v| v.to_unknown()),
-        Got::Closed => return env.create_double(GET_CLOSED).map(|v| v.to_unknown()),
+        Got::Empty => return env.create_double(GET_EMPTY).map(|v| v.to_unknown()).js(),
+        Got::Closed => return env.create_double(GET_CLOSED).map(|v| v.to_unknown()).js(),
     };
     let keep = Box::into_raw(Box::new(view.keep));
     let mut buffer = ptr::null_mut();
@@ -125,7 +130,7 @@ fn length(len: f64) -> Result<u64> {
     if (0.0..=2f64.powi(53)).contains(&len) && len.fract() == 0.0 {
         Ok(len as u64)
     } else {
-        Err(ShmqError::invalid(format!("{len} is not a byte length")).into())
+        Err(ShmqError::invalid(format!("{len} is not a byte length"))).js()
     }
 }
 
@@ -136,7 +141,7 @@ fn length(len: f64) -> Result<u64> {
 pub fn end_reserve(env: &Env, id: u32, len: f64, mut meta: Bytes) -> Result<Unknown<'_>> {
     let len = length(len)?;
     with_end(id, |r| {
-        let got = r.end.reserve(len)?;
+        let got = r.end.reserve(len).js()?;
         let hold = hold_of(&got);
         // SAFETY: the wrapper passes a Uint32Array it does not touch meanwhile.
         let out = to_js(env, r, got, unsafe { meta.elements::<u32>() });
@@ -154,7 +159,7 @@ pub fn end_commit(env: &Env, id: u32, hold: u32, len: f64, tag: u32) -> Result<(
     let len = length(len)?;
     with_end(id, |r| {
         detach(env.raw(), r, hold);
-        Ok(r.end.commit(hold, len, tag)?)
+        r.end.commit(hold, len, tag).js()
     })
 }
 
@@ -163,7 +168,7 @@ pub fn end_commit(env: &Env, id: u32, hold: u32, len: f64, tag: u32) -> Result<(
 pub fn end_abort(env: &Env, id: u32, hold: u32) -> Result<()> {
     with_end(id, |r| {
         detach(env.raw(), r, hold);
-        Ok(r.end.abort(hold)?)
+        r.end.abort(hold).js()
     })
 }
 
@@ -172,7 +177,7 @@ pub fn end_abort(env: &Env, id: u32, hold: u32) -> Result<()> {
 #[napi(ts_return_type = "number | Buffer")]
 pub fn end_lease(env: &Env, id: u32, mut meta: Bytes) -> Result<Unknown<'_>> {
     with_end(id, |r| {
-        let got = r.end.lease()?;
+        let got = r.end.lease().js()?;
         let hold = hold_of(&got);
         // SAFETY: the wrapper passes a Uint32Array it does not touch meanwhile.
         let out = to_js(env, r, got, unsafe { meta.elements::<u32>() });
@@ -188,6 +193,6 @@ pub fn end_lease(env: &Env, id: u32, mut meta: Bytes) -> Result<Unknown<'_>> {
 pub fn end_release(env: &Env, id: u32, hold: u32) -> Result<()> {
     with_end(id, |r| {
         detach(env.raw(), r, hold);
-        Ok(r.end.release(hold)?)
+        r.end.release(hold).js()
     })
 }

@@ -1,6 +1,7 @@
 //! Async waits without the libuv thread pool and without a thread per end:
 //! one thread per process waits on every watched event counter at once
-//! (`futex_waitv`) and resolves each waiting promise on its JS thread. With
+//! (`futex_waitv`) and calls each watch's completion (a binding resolves a
+//! promise on its JS thread from it). With
 //! nothing to watch it sleeps on a process-local doorbell, costing nothing;
 //! while something is watched and nothing happens, it looks for dead peers
 //! every `sync::PROBE`. The JS side re-checks the queue on every
@@ -10,15 +11,15 @@ use crate::error::{Code, ShmqError};
 use crate::layout::Event;
 use crate::queue::Queue;
 use crate::sync;
-use napi::{Env, JsDeferred};
-use rustix::io::Errno;
-use rustix::thread::futex;
+use crate::sys::futex;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-pub type Resolver = fn(Env) -> napi::Result<()>;
+/// Called once per watch: Ok when the event moved (or the watch was
+/// cancelled, or its queue went), Err if the waiter thread cannot start.
+pub type Done = Box<dyn FnOnce(Result<(), ShmqError>) + Send>;
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Which {
@@ -41,7 +42,7 @@ struct Job {
     which: Which,
     seen: u32,
     cancelled: Arc<AtomicBool>,
-    deferred: JsDeferred<(), Resolver>,
+    done: Done,
 }
 
 impl Job {
@@ -76,11 +77,8 @@ fn shared() -> &'static Shared {
 fn ring() {
     let s = shared();
     s.doorbell.fetch_add(1, SeqCst);
-    let _ = futex::wake(&s.doorbell, futex::Flags::PRIVATE, 1);
+    futex::wake(&s.doorbell, 1, false);
 }
-
-/// Most futexes one `futex_waitv` takes.
-const MAX_WAITV: usize = 128;
 
 /// One end's watches: cancelling ends every watch it submitted so far.
 pub struct Waiter {
@@ -96,16 +94,10 @@ impl Default for Waiter {
 }
 
 impl Waiter {
-    /// Resolves `deferred` once the event differs from `seen` or `cancel` is
-    /// called (timeouts are the JS side's). Fails only if the waiter thread
-    /// cannot be started; a later call tries again.
-    pub fn watch(
-        &self,
-        queue: &Arc<Queue>,
-        which: Which,
-        seen: u32,
-        deferred: JsDeferred<(), Resolver>,
-    ) {
+    /// Calls `done` once the event differs from `seen` or `cancel` is called
+    /// (timeouts are the caller's). Fails (calls `done` with the error) only
+    /// if the waiter thread cannot be started; a later call tries again.
+    pub fn watch(&self, queue: &Arc<Queue>, which: Which, seen: u32, done: Done) {
         let s = shared();
         {
             let mut started = s.started.lock().unwrap_or_else(|p| p.into_inner());
@@ -116,13 +108,12 @@ impl Waiter {
                 {
                     Ok(_) => *started = true,
                     Err(e) => {
-                        // Settle the promise (a dropped one would keep the
-                        // process alive for ever); a later wait tries again.
-                        let e = ShmqError::new(
+                        // Settle the watch (a dropped promise would keep a
+                        // JS process alive for ever); a later wait tries again.
+                        done(Err(ShmqError::new(
                             Code::Os,
                             format!("could not start the waiter thread: {e}"),
-                        );
-                        deferred.reject(e.into());
+                        )));
                         return;
                     }
                 }
@@ -137,7 +128,7 @@ impl Waiter {
                 which,
                 seen,
                 cancelled: self.cancelled.clone(),
-                deferred,
+                done,
             });
         ring();
     }
@@ -165,12 +156,7 @@ impl Waiter {
             if left.is_zero() {
                 break;
             }
-            let _ = futex::wait(
-                &s.rounds,
-                futex::Flags::PRIVATE,
-                start,
-                Some(&sync::timespec(left)),
-            );
+            futex::wait(&s.rounds, start, Some(left), false);
         }
     }
 }
@@ -181,10 +167,6 @@ impl Drop for Waiter {
     }
 }
 
-fn ok(_: Env) -> napi::Result<()> {
-    Ok(())
-}
-
 fn run() {
     let s = shared();
     let mut active: Vec<Job> = Vec::new();
@@ -192,23 +174,23 @@ fn run() {
         // Every reference the last round held to a queue is gone: tell
         // `Waiter::settle`, so the queue's last reference drops on its JS thread.
         s.rounds.fetch_add(1, SeqCst);
-        let _ = futex::wake(&s.rounds, futex::Flags::PRIVATE, i32::MAX as u32);
+        futex::wake(&s.rounds, i32::MAX as u32, false);
         let bell = s.doorbell.load(SeqCst);
         active.append(&mut s.incoming.lock().unwrap_or_else(|p| p.into_inner()));
-        // Resolving drops the job, and so its promise's hold on the event loop.
+        // Completing drops the job (and a binding's hold on its event loop).
         let (done, waiting): (Vec<Job>, Vec<Job>) = active.drain(..).partition(Job::done);
         active = waiting;
         for job in done {
-            job.deferred.resolve(ok);
+            (job.done)(Ok(()));
         }
         if active.is_empty() {
-            let _ = futex::wait(&s.doorbell, futex::Flags::PRIVATE, bell, None);
+            futex::wait(&s.doorbell, bell, None, false);
             continue;
         }
         // One futex per distinct (queue, event), the doorbell first.
         let mut keys = HashSet::new();
-        let mut watched: Vec<(Arc<Queue>, Which)> = Vec::new();
-        let mut waits = vec![wait_entry(&s.doorbell, bell, true)];
+        let mut watched: Vec<(Arc<Queue>, Which, u32)> = Vec::new();
+        let mut waits = vec![(&s.doorbell, bell, false)];
         for job in &active {
             if !keys.insert((job.id, job.which)) {
                 continue;
@@ -217,53 +199,25 @@ fn run() {
                 continue;
             };
             // A peer may have died: look at most every PROBE, however busy.
-            if q.reap_if_due() || waits.len() == MAX_WAITV {
+            if q.reap_if_due() || watched.len() + 1 == futex::MAX_WAIT_ANY {
                 continue;
             }
-            let ev = event(&q, job.which);
-            ev.waiters.fetch_add(1, SeqCst);
-            waits.push(wait_entry(&ev.seq, job.seen, false));
-            watched.push((q, job.which));
+            event(&q, job.which).waiters.fetch_add(1, SeqCst);
+            watched.push((q, job.which, job.seen));
+        }
+        for (q, which, seen) in &watched {
+            waits.push((&event(q, *which).seq, *seen, true));
         }
         // Words past the limit are polled.
-        let slice = if keys.len() >= MAX_WAITV {
+        let slice = if keys.len() >= futex::MAX_WAIT_ANY {
             std::time::Duration::from_millis(5)
         } else {
             sync::PROBE
         };
-        wait_any(&waits, slice);
-        for (q, which) in &watched {
+        futex::wait_any(&waits, slice);
+        drop(waits);
+        for (q, which, _) in &watched {
             event(q, *which).waiters.fetch_sub(1, SeqCst);
         }
-    }
-}
-
-fn wait_entry(word: &AtomicU32, val: u32, private: bool) -> futex::Wait {
-    let mut w = futex::Wait::new();
-    w.val = u64::from(val);
-    w.uaddr = futex::WaitPtr::new(word.as_ptr().cast());
-    w.flags = if private {
-        futex::WaitFlags::SIZE_U32 | futex::WaitFlags::PRIVATE
-    } else {
-        futex::WaitFlags::SIZE_U32
-    };
-    w
-}
-
-/// Waits until any word differs from its value or is woken, at most `slice`.
-fn wait_any(waits: &[futex::Wait], slice: std::time::Duration) {
-    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    let end = std::time::Duration::new(now.tv_sec as u64, now.tv_nsec as u32) + slice;
-    let ts = sync::timespec(end);
-    match futex::waitv(
-        waits,
-        futex::WaitvFlags::empty(),
-        Some(&ts),
-        futex::ClockId::Monotonic,
-    ) {
-        // Woken, timed out, a value moved, or a queue unmapped meanwhile.
-        Ok(_) | Err(Errno::TIMEDOUT | Errno::AGAIN | Errno::INTR | Errno::FAULT) => {}
-        // No futex_waitv (Linux < 5.16) or not allowed (seccomp): poll.
-        Err(_) => std::thread::sleep(slice.min(std::time::Duration::from_millis(5))),
     }
 }

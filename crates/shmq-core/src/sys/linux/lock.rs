@@ -4,7 +4,7 @@
 //! and the kernel drops it when the last descriptor closes: at `close()`, or
 //! when the process dies, before it is a zombie. No pid, no `/proc`.
 
-use rustix::fd::{AsRawFd, BorrowedFd};
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd};
 use rustix::io::Errno;
 
 fn fcntl(
@@ -39,9 +39,9 @@ fn fcntl(
 
 /// Takes a write lock on bytes `start..start + len` through `fd` without
 /// waiting. `Ok(false)`: another open file description holds part of it.
-pub fn try_lock(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<bool, Errno> {
+pub fn try_lock(fd: impl AsFd, start: u64, len: u64) -> Result<bool, Errno> {
     match fcntl(
-        fd,
+        fd.as_fd(),
         libc::F_OFD_SETLK,
         libc::F_WRLCK as libc::c_short,
         start,
@@ -54,10 +54,10 @@ pub fn try_lock(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<bool, Errno>
 }
 
 /// Drops this description's lock on `start..start + len`.
-pub fn unlock(fd: BorrowedFd<'_>, start: u64, len: u64) {
+pub fn unlock(fd: impl AsFd, start: u64, len: u64) {
     // Unlocking cannot fail on a valid fd and range; nothing to do if it did.
     let _ = fcntl(
-        fd,
+        fd.as_fd(),
         libc::F_OFD_SETLK,
         libc::F_UNLCK as libc::c_short,
         start,
@@ -68,9 +68,9 @@ pub fn unlock(fd: BorrowedFd<'_>, start: u64, len: u64) {
 /// True if any other open file description holds a lock on part of
 /// `start..start + len`. An error (which a valid fd never gives) counts as
 /// held: a live end is never judged dead.
-pub fn is_held(fd: BorrowedFd<'_>, start: u64, len: u64) -> bool {
+pub fn is_held(fd: impl AsFd, start: u64, len: u64) -> bool {
     match fcntl(
-        fd,
+        fd.as_fd(),
         libc::F_OFD_GETLK,
         libc::F_WRLCK as libc::c_short,
         start,
@@ -84,7 +84,7 @@ pub fn is_held(fd: BorrowedFd<'_>, start: u64, len: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::{queue_name, random_id, Segment};
+    use crate::sys::segment::{queue_name, random_id, Segment};
     use rustix::fd::AsFd;
 
     /// Locks conflict across descriptions of one process, not within one;

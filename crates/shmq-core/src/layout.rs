@@ -112,6 +112,9 @@ pub const LAYOUT_VERSION: u32 = 2;
 pub const MAX_ENDS: u32 = 1024;
 pub const MAX_CAPACITY: u32 = 1 << 20;
 pub const MAX_SLOT_SIZE: u32 = 1 << 26;
+/// What a binding creates when not told otherwise.
+pub const DEFAULT_CAPACITY: u32 = 16;
+pub const DEFAULT_SLOT_SIZE: u32 = 64 * 1024;
 pub const SLOT_HEADER_SIZE: usize = 64;
 pub const PAYLOAD_HEADER_SIZE: usize = 64;
 

@@ -2,7 +2,7 @@
 //! The hot path (an event with no waiter) is one atomic add and one load.
 
 use crate::layout::Event;
-use rustix::thread::futex;
+use crate::sys::futex;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ pub fn notify(ev: &Event) {
 
 /// Wakes every waiter without bumping (spurious for them; used to cancel).
 pub fn wake_all(ev: &Event) {
-    let _ = futex::wake(&ev.seq, futex::Flags::empty(), i32::MAX as u32);
+    futex::wake(&ev.seq, i32::MAX as u32, true);
 }
 
 /// Waits while `ev.seq == seen`, at most `timeout`. Returns early (spuriously)
@@ -24,9 +24,7 @@ pub fn wake_all(ev: &Event) {
 pub fn wait(ev: &Event, seen: u32, timeout: Duration) {
     ev.waiters.fetch_add(1, SeqCst);
     if ev.seq.load(SeqCst) == seen {
-        let ts = timespec(timeout);
-        // Errors are EAGAIN (value changed), ETIMEDOUT and EINTR: all mean "look again".
-        let _ = futex::wait(&ev.seq, futex::Flags::empty(), seen, Some(&ts));
+        futex::wait(&ev.seq, seen, Some(timeout), true);
     }
     ev.waiters.fetch_sub(1, SeqCst);
 }
@@ -34,13 +32,6 @@ pub fn wait(ev: &Event, seen: u32, timeout: Duration) {
 /// How often a waiter with nothing to wake it looks for dead peers (whose
 /// death the kernel records by dropping their locks but announces to nobody).
 pub const PROBE: Duration = Duration::from_millis(200);
-
-pub fn timespec(d: Duration) -> futex::Timespec {
-    futex::Timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as i64,
-        tv_nsec: i64::from(d.subsec_nanos()),
-    }
-}
 
 /// Milliseconds on the monotonic clock since this process first asked
 /// (plus one, so 0 means "never").

@@ -9,6 +9,7 @@ use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
 use std::ffi::c_void;
 use std::ptr::NonNull;
+use std::time::{Duration, SystemTime};
 
 /// Where the segments live.
 pub const DIR: &str = "/dev/shm";
@@ -193,6 +194,7 @@ impl Segment {
         }
     }
 
+    #[allow(clippy::len_without_is_empty)] // never empty: create checks
     pub fn len(&self) -> usize {
         self.len
     }
@@ -234,7 +236,9 @@ const CHUNK: usize = 8 << 20;
 /// Copies `len` bytes from `src` to `dst`; from RELEASE_PAGES_FROM bytes up,
 /// chunk by chunk, dropping the pages of whichever side is shared (`shared`
 /// is `src` or `dst`) from this process's page tables after each chunk.
-/// SAFETY: the caller guarantees `src` and `dst` are valid for `len` bytes,
+///
+/// # Safety
+/// The caller guarantees `src` and `dst` are valid for `len` bytes,
 /// do not overlap, and that `shared` is one of them, inside a MAP_SHARED
 /// mapping of a file (where MADV_DONTNEED only unmaps: the data stays).
 pub unsafe fn copy_releasing(src: *const u8, dst: *mut u8, len: usize, shared: *const u8) {
@@ -300,8 +304,56 @@ fn foreign(name: &str) -> ShmqError {
 }
 
 /// Stat of `name` without following a symlink, if it is ours.
-pub fn stat_ours(name: &str) -> Option<rustix::fs::Stat> {
-    rustix::fs::lstat(path(name).as_str()).ok().filter(is_ours)
+pub fn stat_ours(name: &str) -> Option<Stat> {
+    let st = rustix::fs::lstat(path(name).as_str())
+        .ok()
+        .filter(is_ours)?;
+    let modified = std::time::UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
+    Some(Stat {
+        size: st.st_size as u64,
+        age: SystemTime::now()
+            .duration_since(modified)
+            .unwrap_or_default(),
+    })
+}
+
+/// What `stat_ours` tells of a segment.
+pub struct Stat {
+    pub size: u64,
+    /// Since it last changed size or mode.
+    pub age: Duration,
+}
+
+/// The names in the segment directory (anyone's: check with `stat_ours`).
+pub fn list() -> Vec<String> {
+    std::fs::read_dir(DIR).map_or_else(
+        |_| Vec::new(),
+        |dir| {
+            dir.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        },
+    )
+}
+
+/// An open segment file (for locks), besides the one a `Segment` holds.
+pub type Fd = OwnedFd;
+
+/// Test only: what the end of a process does to `seg` and `probe` as the
+/// kernel sees it (their locks go); nothing else is cleaned up.
+///
+/// # Safety
+/// Neither is used or dropped afterwards (the caller leaks them).
+#[cfg(test)]
+pub unsafe fn kill(seg: &Segment, probe: &Fd) {
+    use rustix::fd::AsRawFd;
+    // SAFETY: see the function's contract; the mapping holds the file too,
+    // so the locks go only with both.
+    unsafe {
+        libc::munmap(seg.as_ptr().cast(), seg.len());
+        libc::close(seg.fd().as_raw_fd());
+        libc::close(probe.as_raw_fd());
+    }
 }
 
 /// 64 random bits for a queue id or payload name.

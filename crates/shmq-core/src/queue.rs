@@ -5,9 +5,9 @@
 
 use crate::error::{Code, ShmqError};
 use crate::layout::*;
-use crate::segment::{self, Segment};
-use crate::{lock, payload, sync};
-use rustix::fd::{AsFd, OwnedFd};
+use crate::sys::lock;
+use crate::sys::segment::{self, Segment};
+use crate::{payload, sync};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,7 +23,7 @@ pub struct Queue {
     seg: Arc<Segment>,
     /// A second open file description of the same file: probes and reaps go
     /// through it, so they see this object's own rows as held.
-    probe: OwnedFd,
+    probe: segment::Fd,
     /// Rows this object holds, and the in-process lock every join, leave and
     /// reap takes (OFD locks do not exclude threads sharing a description).
     rows: Mutex<[u64; MAX_ENDS as usize / 64]>,
@@ -95,7 +95,7 @@ fn gone(name: &str) -> ShmqError {
     )
 }
 
-fn os(what: &str, e: rustix::io::Errno) -> ShmqError {
+fn os(what: &str, e: impl std::fmt::Display) -> ShmqError {
     ShmqError::new(Code::Os, format!("{what} failed: {e}"))
 }
 
@@ -151,7 +151,7 @@ impl Queue {
 
     fn new(
         seg: Segment,
-        probe: OwnedFd,
+        probe: segment::Fd,
         id: u64,
         name: String,
         capacity: u32,
@@ -410,7 +410,7 @@ impl Queue {
     }
 
     fn creator_alive(&self) -> bool {
-        lock::is_held(self.probe.as_fd(), LOCK_CREATOR, 1)
+        lock::is_held(&self.probe, LOCK_CREATOR, 1)
     }
 
     /// A side nobody ever joined, with the creator gone: its waiters must
@@ -424,7 +424,7 @@ impl Queue {
     /// True if the row's end is alive (its lock is held; this object's own
     /// rows count, as they are held through another description).
     fn alive(&self, index: u32) -> bool {
-        lock::is_held(self.probe.as_fd(), LOCK_ROW + u64::from(index), 1)
+        lock::is_held(&self.probe, LOCK_ROW + u64::from(index), 1)
     }
 
     /// Pids (as each end sees itself) of the live ends, and the counts of
@@ -452,7 +452,7 @@ impl Queue {
 
     /// True if any end or the creator is alive.
     pub fn in_use(&self) -> bool {
-        lock::is_held(self.probe.as_fd(), 0, LOCK_SPAN)
+        lock::is_held(&self.probe, 0, LOCK_SPAN)
     }
 
     /// Unlinks the queue and its payload segments if no end and no creator is
@@ -460,13 +460,13 @@ impl Queue {
     /// end can join in between. Returns true if it did.
     pub fn remove_if_unused(&self) -> bool {
         let _rows = self.rows();
-        if lock::try_lock(self.probe.as_fd(), 0, LOCK_SPAN) != Ok(true) {
+        if lock::try_lock(&self.probe, 0, LOCK_SPAN) != Ok(true) {
             return false;
         }
         crash_point!();
         Segment::unlink(&self.name);
         payload::unlink_all(self.id);
-        lock::unlock(self.probe.as_fd(), 0, LOCK_SPAN);
+        lock::unlock(&self.probe, 0, LOCK_SPAN);
         true
     }
 
@@ -510,7 +510,7 @@ impl Queue {
                 continue;
             }
             let byte = LOCK_ROW + u64::from(index);
-            if lock::try_lock(self.probe.as_fd(), byte, 1) != Ok(true) {
+            if lock::try_lock(&self.probe, byte, 1) != Ok(true) {
                 continue;
             }
             // The row is ours now; it may have been left cleanly meanwhile.
@@ -519,7 +519,7 @@ impl Queue {
                 self.entry(index).state.store(END_FREE, SeqCst);
                 reaped += 1;
             }
-            lock::unlock(self.probe.as_fd(), byte, 1);
+            lock::unlock(&self.probe, byte, 1);
         }
         drop(rows);
         reaped += self.reap_stuck_ends();
@@ -547,12 +547,12 @@ impl Queue {
             }
             let _rows = self.rows();
             let byte = LOCK_ROW + u64::from(owner);
-            if lock::try_lock(self.probe.as_fd(), byte, 1) == Ok(true) {
+            if lock::try_lock(&self.probe, byte, 1) == Ok(true) {
                 if self.entry(owner).state.load(SeqCst) == END_FREE {
                     self.recover_row(owner);
                     reaped += 1;
                 }
-                lock::unlock(self.probe.as_fd(), byte, 1);
+                lock::unlock(&self.probe, byte, 1);
             }
         }
         reaped
@@ -843,15 +843,9 @@ impl Queue {
     /// this object goes, nothing else is cleaned up (the object is leaked).
     #[cfg(test)]
     pub fn kill(&self) {
-        use rustix::fd::AsRawFd;
         // SAFETY: the object is never used or dropped after this (the caller
-        // leaks it), so the mapping and descriptors go exactly once. The
-        // mapping holds the file too: the locks go only with both.
-        unsafe {
-            libc::munmap(self.seg.as_ptr().cast(), self.seg.len());
-            libc::close(self.seg.fd().as_raw_fd());
-            libc::close(self.probe.as_raw_fd());
-        }
+        // leaks it), so the mapping and descriptors go exactly once.
+        unsafe { segment::kill(&self.seg, &self.probe) };
     }
 }
 

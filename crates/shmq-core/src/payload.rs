@@ -8,7 +8,7 @@
 
 use crate::error::ShmqError;
 use crate::layout::*;
-use crate::segment::{self, Segment};
+use crate::sys::segment::{self, Segment};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire};
@@ -255,13 +255,10 @@ pub fn abandon_dead(queue_id: u64, owner: u64, named: impl Fn(u64, u64) -> bool)
 /// Names (the random part) of queue `queue_id`'s payload segments in /dev/shm.
 pub fn list(queue_id: u64) -> Vec<u64> {
     let prefix = format!("{}-", segment::queue_name(queue_id));
-    let Ok(dir) = std::fs::read_dir(segment::DIR) else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| {
-            let name = e.file_name();
-            let hex = name.to_str()?.strip_prefix(&prefix)?;
+    segment::list()
+        .iter()
+        .filter_map(|name| {
+            let hex = name.strip_prefix(&prefix)?;
             (hex.len() == 16)
                 .then(|| u64::from_str_radix(hex, 16).ok())
                 .flatten()

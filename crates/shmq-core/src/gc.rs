@@ -2,12 +2,12 @@
 //! uses (`shmq gc`, and once at the first queue a process creates).
 
 use crate::error::Code;
-use crate::lock;
 use crate::payload;
 use crate::queue::Queue;
-use crate::segment::{self, Segment};
+use crate::sys::lock;
+use crate::sys::segment::{self, Segment};
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -34,25 +34,13 @@ pub struct Found {
     age: Duration,
 }
 
-fn age(st: &rustix::fs::Stat) -> Duration {
-    let modified = std::time::UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
-    SystemTime::now()
-        .duration_since(modified)
-        .unwrap_or_default()
-}
-
 /// Every shmq queue of this user in /dev/shm, including payload segments
 /// whose queue segment is gone (reported as dead queues). Entries of other
 /// users, of another mode, or symlinks are not ours and never listed.
 pub fn scan() -> Vec<Found> {
     // queue id -> (queue segment present, bytes, age)
     let mut groups: BTreeMap<u64, (bool, u64, Duration)> = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir(segment::DIR) else {
-        return Vec::new();
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for name in segment::list() {
         let Some(rest) = name.strip_prefix("shmq-") else {
             continue;
         };
@@ -63,14 +51,14 @@ pub fn scan() -> Vec<Found> {
         let Some(id) = segment::parse_queue_name(&format!("shmq-{hex}")) else {
             continue;
         };
-        let Some(st) = segment::stat_ours(name) else {
+        let Some(st) = segment::stat_ours(&name) else {
             continue;
         };
         let group = groups.entry(id).or_insert((false, 0, Duration::MAX));
-        group.1 += st.st_size as u64;
+        group.1 += st.size;
         if is_queue {
             group.0 = true;
-            group.2 = age(&st);
+            group.2 = st.age;
         }
     }
     groups
@@ -173,16 +161,11 @@ fn other_version(name: &str) -> bool {
 }
 
 fn remove_stale_temporaries(older_than: Duration) {
-    let Ok(dir) = std::fs::read_dir(segment::DIR) else {
-        return;
-    };
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    for name in segment::list() {
         if name.starts_with(".shmq-tmp-")
-            && segment::stat_ours(name).is_some_and(|st| age(&st) > older_than)
+            && segment::stat_ours(&name).is_some_and(|st| st.age > older_than)
         {
-            Segment::unlink(name);
+            Segment::unlink(&name);
         }
     }
 }

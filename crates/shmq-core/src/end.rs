@@ -6,9 +6,13 @@ use crate::error::{Code, ShmqError};
 use crate::layout::{KIND_INLINE, KIND_PAYLOAD};
 use crate::payload::{Cache, Pool, Staged};
 use crate::queue::{Claimed, Member, Message, Queue, Role};
+use crate::sync;
+use crate::waiter::{self, Which};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
+use std::time::{Duration, Instant};
 
 /// Test hook: with `SHMQ_TEST_STALL=<point>` in its environment, a process
 /// stops for good at that point, so the crash tests can SIGKILL it exactly
@@ -201,6 +205,51 @@ impl End {
 
     pub fn is_closed(&self) -> bool {
         self.queue.is_none()
+    }
+
+    // ---- waiting: look at an event counter, try again when it moves ----
+
+    /// The event count, or 0 once the end is closed (the next attempt then
+    /// reports the close). Read it before trying; wait while it is unchanged.
+    pub fn event(&self, which: Which) -> u32 {
+        self.queue
+            .as_ref()
+            .map_or(0, |q| waiter::event(q, which).seq.load(SeqCst))
+    }
+
+    /// Spins up to `micros` while the event still equals `seen` (the other
+    /// side is often only microseconds away); true if it moved (or the end
+    /// closed).
+    pub fn spin(&self, which: Which, seen: u32, micros: u32) -> bool {
+        if self.is_closed() {
+            return true;
+        }
+        let until = Instant::now() + Duration::from_micros(u64::from(micros));
+        loop {
+            for _ in 0..64 {
+                if self.event(which) != seen {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+        }
+    }
+
+    /// Blocks this thread until the event differs from `seen` or the
+    /// deadline passes: a spin of `spin_micros` (at most 1 ms), then one
+    /// futex wait of at most `sync::PROBE`, reaping dead peers if nothing
+    /// moved. May return early; the caller re-checks.
+    pub fn wait(&self, which: Which, seen: u32, deadline: Option<Instant>, spin_micros: u32) {
+        if spin_micros > 0 && self.spin(which, seen, spin_micros.min(1000)) {
+            return;
+        }
+        let Some(q) = &self.queue else { return };
+        if let Some(slice) = sync::next_slice(deadline, sync::PROBE) {
+            q.wait_slice(waiter::event(q, which), seen, slice);
+        }
     }
 
     fn take_part(&mut self) -> Result<(Arc<Queue>, Member), ShmqError> {
@@ -706,7 +755,7 @@ impl Drop for End {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::segment::{self, Segment};
+    use crate::sys::segment::{self, Segment};
 
     /// xorshift64*: a small deterministic generator for the fuzz cases.
     struct Rng(u64);

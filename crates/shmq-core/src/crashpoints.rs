@@ -180,10 +180,10 @@ impl World {
             assert!(get(&mut self.rx).is_some(), "{what}: capacity messages");
         }
         assert_eq!(get(&mut self.rx), None);
-        let id = crate::segment::parse_queue_name(&self.handle).unwrap();
+        let id = crate::sys::segment::parse_queue_name(&self.handle).unwrap();
         drop(self);
         assert!(
-            Queue::open(&crate::segment::queue_name(id)).is_err(),
+            Queue::open(&crate::sys::segment::queue_name(id)).is_err(),
             "{what}: queue left"
         );
         assert_eq!(

@@ -3,7 +3,7 @@
 use crate::end::{End, Got, Put};
 use crate::layout::*;
 use crate::queue::{Queue, Role};
-use crate::segment::Segment;
+use crate::sys::segment::Segment;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ struct Cleanup(String);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         Segment::unlink(&self.0);
-        if let Some(id) = crate::segment::parse_queue_name(&self.0) {
+        if let Some(id) = crate::sys::segment::parse_queue_name(&self.0) {
             crate::payload::unlink_all(id);
         }
     }

@@ -1,0 +1,17 @@
+//! Numbers the binding and its TypeScript wrapper exchange (results of the
+//! hot calls, roles, events). Included by build.rs too, which writes them
+//! with the core's tags, limits and error codes into `lib/constants.ts`.
+
+/// `put` results (numbers, so the hot path allocates nothing).
+pub const PUT_DONE: u32 = 0;
+pub const PUT_FULL: u32 = 1;
+pub const PUT_CLOSED: u32 = 2;
+/// `get` results when there is no message.
+pub const GET_EMPTY: f64 = -1.0;
+pub const GET_CLOSED: f64 = -2.0;
+/// Roles for `attachQueue`.
+pub const SENDER: u32 = 0;
+pub const RECEIVER: u32 = 1;
+/// Event counters: messages arrived, space freed.
+pub const ITEMS: u32 = 0;
+pub const SPACE: u32 = 1;
