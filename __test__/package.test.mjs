@@ -27,7 +27,7 @@ test('the packed main and linux-x64-gnu packages install and run without a Rust 
   const work = mkdtempSync(join(tmpdir(), 'shmq-fresh-'))
   const main = pack(root, work)
   const files = main.files.map((f) => f.path)
-  t.true(files.includes('index.js') && files.includes('index.d.ts') && files.includes('cli.js') && files.includes('LICENSE'))
+  t.true(files.includes('dist/index.js') && files.includes('dist/index.mjs') && files.includes('dist/index.d.ts') && files.includes('dist/cli.js') && files.includes('LICENSE'))
   t.false(files.some((f) => f.endsWith('.rs') || f.endsWith('.node') || f.startsWith('__test__') || f.startsWith('src/')), files.join(' '))
 
   const platformDir = join(work, 'linux-x64-gnu')

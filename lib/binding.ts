@@ -1,5 +1,7 @@
 // Loads the native addon: the prebuilt `shmq-<platform>` package npm chose for
-// this machine, else a locally built `shmq.<platform>.node` (a source checkout).
+// this machine, else a locally built `shmq.<platform>.node` at the package
+// root (a source checkout; this file runs from dist/lib/).
+import { join } from 'node:path'
 import type * as Native from '../native'
 import { ShmqError } from './errors'
 
@@ -17,7 +19,7 @@ function platformSuffix(): string {
 function load(): Binding {
   const suffix = platformSuffix()
   const tried: string[] = []
-  for (const id of [`shmq-${suffix}`, `../shmq.${suffix}.node`]) {
+  for (const id of [`shmq-${suffix}`, join(__dirname, '..', '..', `shmq.${suffix}.node`)]) {
     try {
       return require(id) as Binding
     } catch (e) {
