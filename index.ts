@@ -23,6 +23,7 @@ import { EventWatch, ITEMS, SPACE } from './lib/wait'
 import { held, heldMeta, Lease, Reservation } from './lib/zerocopy'
 
 export { Lease, Reservation } from './lib/zerocopy'
+export { isSupported } from './lib/binding'
 
 export {
   AbortError,
