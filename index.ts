@@ -37,6 +37,7 @@ import {
 import { held, heldMeta, Lease, Reservation } from './lib/zerocopy'
 
 export { Lease, Reservation } from './lib/zerocopy'
+export { isSupported } from './lib/binding'
 
 export {
   AbortError,

@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url'
 import { createSharedMemoryPair, SharedMemoryReceiver } from 'shmq'
 import { fixture, shmNames } from './helpers.mjs'
 
-const CLI = fileURLToPath(new URL('../cli.js', import.meta.url))
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
 const NOBODY = 65534
 const isRoot = process.getuid?.() === 0
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))

@@ -56,7 +56,7 @@ test('payload segments are reused, not created per message', async (t) => {
 })
 
 const cli = (...args) =>
-  execFileSync(process.execPath, [fileURLToPath(new URL('../cli.js', import.meta.url)), ...args], { encoding: 'utf8' })
+  execFileSync(process.execPath, [fileURLToPath(new URL('../dist/cli.js', import.meta.url)), ...args], { encoding: 'utf8' })
 
 test.serial('after a crash: `shmq ls` shows the queue dead, `gc` lists it, `gc --force` removes it and never a live one', async (t) => {
   const [liveTx, liveRx] = createSharedMemoryPair()

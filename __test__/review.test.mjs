@@ -28,7 +28,7 @@ test('a held lease keeps its end alive: a collected end object does not detach t
 
 test('an undecodable message: lease gives it back with ERR_SHMQ_INVALID, getMany keeps the good ones', (t) => {
   const run = node(`
-    const { binding } = require(${root} + '/lib/binding.js')
+    const { binding } = require(${root} + '/dist/lib/binding.js')
     const { SharedMemorySender, SharedMemoryReceiver } = require(${root})
     const [txId, rxId] = binding.createQueue(1, 64, 1 << 20)
     const tx = new SharedMemorySender(txId), rx = new SharedMemoryReceiver(rxId)
@@ -44,7 +44,7 @@ test('an undecodable message: lease gives it back with ERR_SHMQ_INVALID, getMany
   t.deepEqual(JSON.parse(run.stdout.trim()), ['ERR_SHMQ_INVALID', 'next'])
 
   const batch = node(`
-    const { binding } = require(${root} + '/lib/binding.js')
+    const { binding } = require(${root} + '/dist/lib/binding.js')
     const { SharedMemorySender, SharedMemoryReceiver } = require(${root})
     const [txId, rxId] = binding.createQueue(8, 64, 1 << 20)
     const tx = new SharedMemorySender(txId), rx = new SharedMemoryReceiver(rxId)

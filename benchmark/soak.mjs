@@ -98,7 +98,7 @@ function snapshot() {
   }
   let queue
   try {
-    const cli = fileURLToPath(new URL('../cli.js', import.meta.url))
+    const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
     queue = JSON.parse(execFileSync(process.execPath, [cli, 'ls', '--json'], { encoding: 'utf8' })).find((q) => q.name === handle)
   } catch (e) {
     queue = String(e)

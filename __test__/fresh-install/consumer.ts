@@ -1,6 +1,8 @@
-// Type-checks against the shipped index.d.ts (tsc --noEmit, strict).
+// Type-checks the CommonJS entry's types (index.d.ts) as a CommonJS
+// consumer sees them (tsc --noEmit, strict, nodenext).
 import {
   createSharedMemoryPair,
+  isSupported,
   QueueClosedError,
   SharedMemoryReceiver,
   SharedMemorySender,
@@ -14,6 +16,7 @@ interface Frame {
 }
 
 async function main(): Promise<void> {
+  if (!isSupported()) return
   const [tx, rx]: [SharedMemorySender<Frame>, SharedMemoryReceiver<Frame>] = createSharedMemoryPair<Frame>({ capacity: 4 })
   const options: AsyncWaitOptions = { timeout: 100, signal: AbortSignal.timeout(1000) }
   await tx.put({ id: 1, pixels: new Uint8Array(4) }, options)
