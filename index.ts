@@ -50,7 +50,17 @@ export {
   type ShmqErrorCode,
 } from './lib/errors'
 
-export interface QueueOptions {
+/** Options of an end, given when it is created or attached. */
+export interface EndOptions {
+  /**
+   * Default `timeout` (ms) of every wait of this end: put, get, reserve,
+   * lease, their batch and sync forms, and waitForAllAck. A call's own
+   * `timeout` wins. Default: none (wait as long as it takes).
+   */
+  timeout?: number
+}
+
+export interface QueueOptions extends EndOptions {
   /** Messages in flight; an integer >= 1. Default 16. */
   capacity?: number
   /** Bytes a message may have and still travel inline in its queue slot. Default 65536. */
@@ -105,6 +115,12 @@ function waitDeadline(options: WaitOptions | undefined): number | undefined {
   }
   const deadline = performance.now() + timeout
   return Number.isFinite(deadline) ? deadline : undefined
+}
+
+function checkEndOptions(options: EndOptions | undefined): void {
+  if (options === undefined) return
+  if (typeof options !== 'object' || options === null) throw invalidType('options must be an object')
+  waitDeadline({ timeout: options.timeout })
 }
 
 function checkByteLength(n: unknown): void {
@@ -163,9 +179,11 @@ abstract class QueueEnd {
   readonly #id: number
   readonly #watch: EventWatch
   readonly #ref: WeakRef<QueueEnd>
+  readonly #timeout: number | undefined
   #closed = false
 
-  protected constructor(id: number, which: typeof ITEMS | typeof SPACE) {
+  protected constructor(id: number, which: typeof ITEMS | typeof SPACE, options: EndOptions | undefined) {
+    this.#timeout = options?.timeout
     this.#id = id
     const info = binding.endInfo(id)
     this.handle = info.handle
@@ -201,6 +219,29 @@ abstract class QueueEnd {
     return this.handle
   }
 
+  /** True once `close()` was called (or the process is exiting). */
+  get closed(): boolean {
+    return this.#closed
+  }
+
+  /** Waits of this end keep the process alive (the default, as a socket's do). */
+  ref(): this {
+    this.#watch.setRef(true)
+    return this
+  }
+
+  /** Waits of this end no longer keep the process alive: it may exit while they are pending. */
+  unref(): this {
+    this.#watch.setRef(false)
+    return this
+  }
+
+  /** A call's options with this end's default timeout filled in. */
+  private withDefaults<O extends WaitOptions>(options: O | undefined): O | undefined {
+    if (this.#timeout === undefined || options?.timeout !== undefined) return options
+    return { ...options, timeout: this.#timeout } as O
+  }
+
   /** Stops this end taking part; idempotent. */
   close(): void {
     if (this.#closed) return
@@ -226,6 +267,7 @@ abstract class QueueEnd {
     options: AsyncWaitOptions | undefined,
     onTimeout: () => Error,
   ): Promise<R> {
+    options = this.withDefaults(options)
     const deadline = waitDeadline(options)
     const signal = checkSignal(options?.signal)
     for (;;) {
@@ -241,6 +283,7 @@ abstract class QueueEnd {
 
   /** Blocking twin of `retry`. */
   protected retrySync<R>(attempt: () => R | typeof NOTHING, options: WaitOptions | undefined, onTimeout: () => Error): R {
+    options = this.withDefaults(options)
     const deadline = waitDeadline(options)
     for (;;) {
       const seen = this.watch.seen()
@@ -282,13 +325,14 @@ const empty = (): Error => new QueueEmptyError()
 
 export class SharedMemorySender<T = unknown> extends QueueEnd {
   /** Opens the queue named by `handle` (from either end) as a sender, in any process or thread. */
-  static attach<T = unknown>(handle: Handle): SharedMemorySender<T> {
-    return new SharedMemorySender<T>(attachNative(handle, SENDER))
+  static attach<T = unknown>(handle: Handle, options?: EndOptions): SharedMemorySender<T> {
+    checkEndOptions(options)
+    return new SharedMemorySender<T>(attachNative(handle, SENDER), options)
   }
 
   /** @internal Use createSharedMemoryPair or SharedMemorySender.attach. */
-  constructor(id: number) {
-    super(id, SPACE)
+  constructor(id: number, options?: EndOptions) {
+    super(id, SPACE, options)
   }
 
   /** Enqueues `value`; waits for space without blocking the event loop. */
@@ -436,13 +480,14 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
 
 export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements AsyncIterable<T> {
   /** Opens the queue named by `handle` (from either end) as a receiver, in any process or thread. */
-  static attach<T = unknown>(handle: Handle): SharedMemoryReceiver<T> {
-    return new SharedMemoryReceiver<T>(attachNative(handle, RECEIVER))
+  static attach<T = unknown>(handle: Handle, options?: EndOptions): SharedMemoryReceiver<T> {
+    checkEndOptions(options)
+    return new SharedMemoryReceiver<T>(attachNative(handle, RECEIVER), options)
   }
 
   /** @internal Use createSharedMemoryPair or SharedMemoryReceiver.attach. */
-  constructor(id: number) {
-    super(id, ITEMS)
+  constructor(id: number, options?: EndOptions) {
+    super(id, ITEMS, options)
   }
 
   /** The next message; waits without blocking the event loop. */
@@ -545,18 +590,35 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
     return NOTHING
   }
 
-  /** Yields messages until every sender has closed and the queue is drained. */
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    for (;;) {
-      let value: T
-      try {
-        value = await this.get()
-      } catch (e) {
-        if (e instanceof QueueClosedError) return
-        throw e
-      }
-      yield value
+  /**
+   * Yields messages until every sender has closed and the queue is drained.
+   * Leaving a `for await` loop early (break, return, throw), or calling the
+   * iterator's `return()`, cancels a pending `get()` without taking a message.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    const stop = new AbortController()
+    let done = false
+    const finish = (): IteratorReturnResult<undefined> => {
+      done = true
+      stop.abort()
+      return { done: true, value: undefined }
     }
+    const iterator: AsyncIterableIterator<T> = {
+      next: async () => {
+        if (done) return { done: true, value: undefined }
+        try {
+          return { done: false, value: await this.get({ signal: stop.signal }) }
+        } catch (e) {
+          // Cancelled by return(), or the queue closed and drained: the end.
+          if (done || e instanceof QueueClosedError) return finish()
+          finish()
+          throw e
+        }
+      },
+      return: async () => finish(),
+      [Symbol.asyncIterator]: () => iterator,
+    }
+    return iterator
   }
 
   /** An object-mode stream of the messages. */
@@ -617,6 +679,7 @@ export function createSharedMemoryPair<T = unknown>(
   const slotSize = integerOption(options, 'slotSize', DEFAULT_SLOT_SIZE, 0, MAX_SLOT_SIZE)
   const maxLength = bufferConstants.MAX_LENGTH
   const maxMessageSize = integerOption(options, 'maxMessageSize', maxLength, 0, maxLength)
+  checkEndOptions(options)
   const [tx, rx] = native(() => binding.createQueue(capacity, slotSize, maxMessageSize))
-  return [new SharedMemorySender<T>(tx), new SharedMemoryReceiver<T>(rx)]
+  return [new SharedMemorySender<T>(tx, options), new SharedMemoryReceiver<T>(rx, options)]
 }

@@ -27,16 +27,53 @@ interface Pending {
   done: Promise<void>
 }
 
+/** A native watch in flight: how to settle its promise, and whether it keeps the event loop alive. */
+interface Watch {
+  settle: (failure: [string, string] | null) => void
+  owner: EventWatch
+  counted: boolean
+}
+
+// Every native watch of this thread settles through one function (one
+// thread-safe function per thread, not one per wait). It keeps the event
+// loop alive while some referenced end waits, as a socket does.
+const watches = new Map<number, Watch>()
+let nextToken = 1
+let referenced = 0
+
+function count(watch: Watch, on: boolean): void {
+  if (watch.counted === on) return
+  watch.counted = on
+  referenced += on ? 1 : -1
+  if (referenced === (on ? 1 : 0)) binding.watchRef(on)
+}
+
+binding.watchInit((token, failure) => {
+  const watch = watches.get(token)
+  if (watch === undefined) return
+  watches.delete(token)
+  count(watch, false)
+  watch.settle(failure)
+})
+
 export class EventWatch {
   private pending: Pending | undefined
   private users = 0
   /** Whether the last wait ended quickly (see `next`). */
   private spinning = true
+  /** Whether a wait keeps the event loop alive (`end.ref()` / `end.unref()`). */
+  private referenced = true
 
   constructor(
     private readonly id: number,
     private readonly which: typeof ITEMS | typeof SPACE,
   ) {}
+
+  /** Whether this end's waits keep the event loop alive. */
+  setRef(on: boolean): void {
+    this.referenced = on
+    for (const watch of watches.values()) if (watch.owner === this) count(watch, on)
+  }
 
   /** Current event count; read it before looking at the queue. */
   seen(): number {
@@ -76,7 +113,7 @@ export class EventWatch {
     if (pending === undefined || pending.seen !== seen) {
       const entry: Pending = {
         seen,
-        done: binding.endWatch(this.id, this.which, seen).then((failure) => {
+        done: this.watchNative(seen).then((failure) => {
           if (this.pending === entry) this.pending = undefined
           // The waiter thread could not start: [code, message].
           if (failure) throw new ShmqError(failure[0] as ShmqErrorCode, failure[1])
@@ -103,8 +140,23 @@ export class EventWatch {
         () => settle(() => resolve(true)),
         (e: unknown) => settle(() => reject(fromNative(e))),
       )
-      if (timeoutMs !== undefined) timer = setTimeout(() => settle(() => resolve(false)), chunk(timeoutMs))
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => settle(() => resolve(false)), chunk(timeoutMs))
+        if (!this.referenced) timer.unref()
+      }
       signal?.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  /** One native watch: settles (null) once the event moves past `seen` or the watch is cancelled. */
+  private watchNative(seen: number): Promise<[string, string] | null> {
+    const token = nextToken
+    nextToken = nextToken === 0xffffffff ? 1 : nextToken + 1
+    return new Promise((settle) => {
+      if (!binding.endWatch(this.id, this.which, seen, token)) return settle(null)
+      const watch: Watch = { settle, owner: this, counted: false }
+      watches.set(token, watch)
+      count(watch, this.referenced)
     })
   }
 }

@@ -16,6 +16,7 @@ mod protocol;
 pub mod views;
 
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::sys;
 use napi_derive::napi;
 use shmq_core::waiter::{Waiter, Which};
@@ -443,33 +444,78 @@ pub fn end_wait_sync(
     })
 }
 
-/// Resolves (to null) once the event differs from `seen` or on
-/// `endCancelWatch`; waits on the process's waiter thread, never the libuv
-/// pool. If that thread cannot start it resolves to `[code, message]` (a
-/// rejection from another thread could not carry a `code`).
-#[napi(ts_return_type = "Promise<[string, string] | null>")]
-pub fn end_watch<'env>(
-    env: &'env Env,
-    id: u32,
-    which_code: u32,
-    seen: u32,
-) -> Result<Object<'env>> {
-    type Failure = Option<Vec<String>>;
-    type Resolver = Box<dyn FnOnce(Env) -> napi::Result<Failure> + Send>;
+/// What a finished watch tells JS: its token, and `[code, message]` if the
+/// waiter thread could not start (null otherwise).
+type WatchDone = FnArgs<(u32, Option<Vec<String>>)>;
+/// The JS function that settles watches, called on its JS thread. Weak (it
+/// keeps the event loop alive only while `watchRef(true)`).
+type WatchTsfn = napi::threadsafe_function::ThreadsafeFunction<
+    WatchDone,
+    Unknown<'static>,
+    WatchDone,
+    Status,
+    false,
+    true,
+>;
+
+thread_local! {
+    /// One per JS thread: every watch of its ends reports through it, so a
+    /// wait costs no thread-safe function of its own.
+    static WATCHES: RefCell<Option<std::sync::Arc<std::sync::Mutex<WatchTsfn>>>> =
+        const { RefCell::new(None) };
+}
+
+/// Sets the function (`(token, failure) => void`) that settles this JS
+/// thread's watches; called once per thread by the wrapper.
+#[napi(ts_args_type = "settle: (token: number, failure: [string, string] | null) => void")]
+pub fn watch_init(settle: WatchTsfn) {
+    WATCHES.set(Some(std::sync::Arc::new(std::sync::Mutex::new(settle))));
+}
+
+/// Whether pending watches keep this thread's event loop alive (the wrapper
+/// says yes while a referenced end waits).
+#[napi]
+#[allow(deprecated)] // ref/unref of one shared function, not reference counting
+pub fn watch_ref(env: &Env, on: bool) -> Result<()> {
+    WATCHES.with_borrow(|w| match w {
+        Some(tsfn) => {
+            let mut tsfn = tsfn.lock().unwrap_or_else(|p| p.into_inner());
+            if on {
+                tsfn.refer(env).js()
+            } else {
+                tsfn.unref(env).js()
+            }
+        }
+        None => Ok(()),
+    })
+}
+
+/// Watches the event until it differs from `seen` or `endCancelWatch`; then
+/// the waiter thread (never the libuv pool) settles `token` through this
+/// thread's function. False if there is nothing to wait for (the end is
+/// closed): settle at once.
+#[napi]
+pub fn end_watch(id: u32, which_code: u32, seen: u32, token: u32) -> Result<bool> {
+    let Some(tsfn) = WATCHES.with_borrow(Clone::clone) else {
+        return Err(ShmqError::invalid("watchInit was not called on this thread")).js();
+    };
     with_end(id, |r| {
-        let (deferred, promise) = env.create_deferred::<Failure, Resolver>().js()?;
         let Ok(q) = r.end.queue() else {
-            deferred.resolve(Box::new(|_| Ok(None)));
-            return Ok(promise);
+            return Ok(false);
         };
         let done = move |result: std::result::Result<(), ShmqError>| {
             let failure = result
                 .err()
                 .map(|e| vec![e.code.as_str().to_owned(), e.message]);
-            deferred.resolve(Box::new(move |_| Ok(failure)));
+            let tsfn = tsfn.lock().unwrap_or_else(|p| p.into_inner());
+            // Closing: the thread's environment is going away; nobody waits.
+            let _ = tsfn.call(
+                FnArgs::from((token, failure)),
+                ThreadsafeFunctionCallMode::NonBlocking,
+            );
         };
         r.waiter.watch(q, which(which_code), seen, Box::new(done));
-        Ok(promise)
+        Ok(true)
     })
 }
 
