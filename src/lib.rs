@@ -16,8 +16,8 @@ mod protocol;
 pub mod views;
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi::sys;
+use napi::threadsafe_function::ThreadsafeFunctionCallMode;
 use napi_derive::napi;
 use shmq_core::waiter::{Waiter, Which};
 use shmq_core::{codec, end, gc, sync};
@@ -497,7 +497,10 @@ pub fn watch_ref(env: &Env, on: bool) -> Result<()> {
 #[napi]
 pub fn end_watch(id: u32, which_code: u32, seen: u32, token: u32) -> Result<bool> {
     let Some(tsfn) = WATCHES.with_borrow(Clone::clone) else {
-        return Err(ShmqError::invalid("watchInit was not called on this thread")).js();
+        return Err(ShmqError::invalid(
+            "watchInit was not called on this thread",
+        ))
+        .js();
     };
     with_end(id, |r| {
         let Ok(q) = r.end.queue() else {
