@@ -575,7 +575,7 @@ pub fn release_lingering() {
 // ---- inspection ----
 
 /// A queue found in /dev/shm.
-#[napi(object)]
+#[napi(object, use_nullable = true)]
 pub struct QueueInfo {
     pub name: String,
     /// "live", "dead" (every process that used it is gone) or "invalid".
@@ -583,12 +583,20 @@ pub struct QueueInfo {
     pub capacity: u32,
     /// Messages waiting.
     pub depth: f64,
+    /// Messages ever sent (the ring's tail, counting every claimed position):
+    /// only grows, so two listings give a rate. Null for an invalid queue,
+    /// payload segments without their queue, or a tail past
+    /// `Number.MAX_SAFE_INTEGER` (a corrupt segment).
+    pub sent: Option<f64>,
     pub senders: u32,
     pub receivers: u32,
     pub pids: Vec<u32>,
     /// Bytes of shared memory: the queue segment and its payload segments.
     pub bytes: f64,
 }
+
+/// `Number.MAX_SAFE_INTEGER`: larger integers are not exact as f64.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// Every shmq queue in /dev/shm.
 #[napi]
@@ -605,6 +613,8 @@ pub fn list_queues() -> Vec<QueueInfo> {
             name: f.name,
             capacity: f.capacity,
             depth: f.depth as f64,
+            // Exact as a JS number, or not reported.
+            sent: f.sent.filter(|&n| n <= MAX_SAFE_INTEGER).map(|n| n as f64),
             senders: f.senders as u32,
             receivers: f.receivers as u32,
             pids: f.pids,

@@ -25,6 +25,9 @@ pub struct Found {
     pub status: Status,
     pub capacity: u32,
     pub depth: u64,
+    /// Messages ever sent (see `Queue::sent`), read once; None without a
+    /// readable queue segment.
+    pub sent: Option<u64>,
     pub senders: usize,
     pub receivers: usize,
     pub pids: Vec<u32>,
@@ -70,6 +73,7 @@ pub fn scan() -> Vec<Found> {
                 status: Status::Dead,
                 capacity: 0,
                 depth: 0,
+                sent: None,
                 senders: 0,
                 receivers: 0,
                 pids: Vec::new(),
@@ -87,6 +91,7 @@ pub fn scan() -> Vec<Found> {
                         };
                         found.capacity = q.capacity;
                         found.depth = q.size();
+                        found.sent = Some(q.sent());
                         found.senders = senders;
                         found.receivers = receivers;
                         found.pids = pids;
@@ -180,6 +185,7 @@ mod tests {
         let found = scan().into_iter().find(|f| f.name == q.name).unwrap();
         assert_eq!(found.status, Status::Live);
         assert_eq!(found.capacity, 2);
+        assert_eq!(found.sent, Some(0));
         assert!(!collect(true, true).contains(&q.name));
         assert!(Queue::open(&q.name).is_ok(), "kept");
         let name = q.name.clone();
@@ -198,6 +204,7 @@ mod tests {
             .unwrap();
         assert_eq!(found.status, Status::Dead);
         assert_eq!(found.bytes, 4096);
+        assert_eq!(found.sent, None);
         assert!(collect(true, false).contains(&segment::queue_name(id)));
         assert!(Segment::open(&name).is_err(), "removed");
     }

@@ -288,6 +288,13 @@ impl Queue {
         tail.saturating_sub(head).min(u64::from(self.capacity))
     }
 
+    /// Messages ever sent: the tail. It counts every position claimed, a
+    /// message abandoned or whose sender died before publishing it too, and
+    /// only grows (but a corrupt segment can hold any value).
+    pub fn sent(&self) -> u64 {
+        self.header().tail.load(Acquire)
+    }
+
     fn rows(&self) -> MutexGuard<'_, [u64; MAX_ENDS as usize / 64]> {
         // A panic elsewhere never leaves the bitmap half-written.
         self.rows.lock().unwrap_or_else(|p| p.into_inner())
@@ -919,6 +926,24 @@ mod tests {
             assert!(pop(&q, &rx).is_some());
         }
         assert_eq!(q.unacked(&tx), 0);
+    }
+
+    #[test]
+    fn sent_counts_every_message_and_only_grows() {
+        let q = Queue::create(2, 64, 1 << 20).unwrap();
+        let _c = Cleanup(q.name.clone());
+        let tx = q.join(Role::Sender).unwrap();
+        let rx = q.join(Role::Receiver).unwrap();
+        assert_eq!(q.sent(), 0);
+        for tag in 0..5 {
+            assert!(push(&q, &tx, tag));
+            assert_eq!(pop(&q, &rx), Some(tag));
+        }
+        assert_eq!(
+            (q.sent(), q.size()),
+            (5, 0),
+            "consumed messages still count"
+        );
     }
 
     #[test]
