@@ -48,13 +48,20 @@ function count(watch: Watch, on: boolean): void {
   if (referenced === (on ? 1 : 0)) binding.watchRef(on)
 }
 
-binding.watchInit((token, failure) => {
-  const watch = watches.get(token)
-  if (watch === undefined) return
-  watches.delete(token)
-  count(watch, false)
-  watch.settle(failure)
-})
+let initialized = false
+
+/** Registers the settling function at the first wait (importing never calls the addon). */
+function init(): void {
+  if (initialized) return
+  binding.watchInit((token, failure) => {
+    const watch = watches.get(token)
+    if (watch === undefined) return
+    watches.delete(token)
+    count(watch, false)
+    watch.settle(failure)
+  })
+  initialized = true
+}
 
 export class EventWatch {
   private pending: Pending | undefined
@@ -152,6 +159,7 @@ export class EventWatch {
   private watchNative(seen: number): Promise<[string, string] | null> {
     const token = nextToken
     nextToken = nextToken === 0xffffffff ? 1 : nextToken + 1
+    init()
     return new Promise((settle) => {
       if (!binding.endWatch(this.id, this.which, seen, token)) return settle(null)
       const watch: Watch = { settle, owner: this, counted: false }
