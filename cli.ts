@@ -54,9 +54,10 @@ interface Command {
 }
 
 function parse(argv: string[]): Command {
-  let parsed
+  const parse = () => parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: true, tokens: true })
+  let parsed: ReturnType<typeof parse>
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: true, tokens: true })
+    parsed = parse()
   } catch (e) {
     // Node's hint about '--' does not apply: no command takes a positional.
     throw new UsageError(e instanceof Error ? e.message.replace(/\. To specify a positional .*$/s, '') : String(e))
@@ -128,7 +129,15 @@ function table(queues: (QueueInfo | Watched)[], withRate: boolean): string {
     return row
   })
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  return [header, ...rows].map((row) => row.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd() + '\n').join('')
+  return [header, ...rows]
+    .map(
+      (row) =>
+        `${row
+          .map((c, i) => c.padEnd(widths[i]))
+          .join('  ')
+          .trimEnd()}\n`,
+    )
+    .join('')
 }
 
 function ls(json: boolean): void {
@@ -167,7 +176,7 @@ async function watch(json: boolean, interval: number): Promise<void> {
     })
     previous = seen
     let out: string
-    if (json) out = JSON.stringify({ time: now.toISOString(), queues }) + '\n'
+    if (json) out = `${JSON.stringify({ time: now.toISOString(), queues })}\n`
     else if (tty) {
       // Cursor home, clear screen: the table is redrawn in place.
       out = `\x1b[H\x1b[2J${now.toLocaleTimeString()}  shmq ls, every ${interval} ms (Ctrl-C to stop)\n\n${table(queues, true)}`

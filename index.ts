@@ -282,7 +282,11 @@ abstract class QueueEnd {
   }
 
   /** Blocking twin of `retry`. */
-  protected retrySync<R>(attempt: () => R | typeof NOTHING, options: WaitOptions | undefined, onTimeout: () => Error): R {
+  protected retrySync<R>(
+    attempt: () => R | typeof NOTHING,
+    options: WaitOptions | undefined,
+    onTimeout: () => Error,
+  ): R {
     options = this.withDefaults(options)
     const deadline = waitDeadline(options)
     for (;;) {
@@ -366,14 +370,22 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
   async putMany(values: readonly T[], options?: AsyncWaitOptions): Promise<void> {
     checkOptions(options)
     const batch = this.encodeBatch(values)
-    await this.retry(() => this.tryPutMany(batch), options, () => batchError(new QueueFullError(), batch))
+    await this.retry(
+      () => this.tryPutMany(batch),
+      options,
+      () => batchError(new QueueFullError(), batch),
+    )
   }
 
   /** `putMany`, blocking this thread while the queue is full. */
   putManySync(values: readonly T[], options?: WaitOptions): void {
     checkOptions(options)
     const batch = this.encodeBatch(values)
-    this.retrySync(() => this.tryPutMany(batch), options, () => batchError(new QueueFullError(), batch))
+    this.retrySync(
+      () => this.tryPutMany(batch),
+      options,
+      () => batchError(new QueueFullError(), batch),
+    )
   }
 
   private encodeBatch(values: readonly T[]): Batch {
@@ -388,7 +400,9 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
       const payload = tag === TAG_V8 ? serialize(values[i]) : (values[i] as Payload)
       const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength
       if (length > this.maxMessageSize) {
-        throw new MessageTooLargeError(`message ${i} of ${length} bytes exceeds maxMessageSize (${this.maxMessageSize}); nothing was sent`)
+        throw new MessageTooLargeError(
+          `message ${i} of ${length} bytes exceeds maxMessageSize (${this.maxMessageSize}); nothing was sent`,
+        )
       }
       tags[i] = tag
       lengths[i] = length
@@ -401,7 +415,8 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
       const payload = payloads[i]
       if (typeof payload === 'string') data.write(payload, at)
       else if (payload instanceof Uint8Array) data.set(payload, at)
-      else if (ArrayBuffer.isView(payload)) data.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), at)
+      else if (ArrayBuffer.isView(payload))
+        data.set(new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength), at)
       else data.set(new Uint8Array(payload), at)
       at += lengths[i]
     }
@@ -463,7 +478,10 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
   private tryPut(tag: number, payload: Payload): boolean {
     let status: number
     try {
-      status = tag === TAG_STRING ? hot.putString(this.id, payload as string) : hot.put(this.id, tag, payload as ArrayBufferView)
+      status =
+        tag === TAG_STRING
+          ? hot.putString(this.id, payload as string)
+          : hot.put(this.id, tag, payload as ArrayBufferView)
     } catch (e) {
       throw fromNative(e)
     }
@@ -473,7 +491,8 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
 
   private allAcked(): true | typeof NOTHING {
     if (binding.endUnacked(this.id) === 0) return true
-    if (binding.endReceiversGone(this.id)) throw new QueueClosedError('no receiver is left to take the remaining messages')
+    if (binding.endReceiversGone(this.id))
+      throw new QueueClosedError('no receiver is left to take the remaining messages')
     return NOTHING
   }
 }
@@ -545,9 +564,16 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
       const length = manyMeta[2 * i + 1]
       try {
         if (tag < 0) throw new Error('its slot was corrupt')
-        values.push((tag === TAG_STRING ? manyOut.toString('utf8', at, at + length) : decodeCopy(tag, manyOut.subarray(at), length)) as T)
+        values.push(
+          (tag === TAG_STRING
+            ? manyOut.toString('utf8', at, at + length)
+            : decodeCopy(tag, manyOut.subarray(at), length)) as T,
+        )
       } catch (e) {
-        bad ??= new ShmqError('ERR_SHMQ_INVALID', `a message could not be decoded (corrupt segment?): ${String(e)}; it was dropped`)
+        bad ??= new ShmqError(
+          'ERR_SHMQ_INVALID',
+          `a message could not be decoded (corrupt segment?): ${String(e)}; it was dropped`,
+        )
       }
       if (tag >= 0) at += length
     }
@@ -666,7 +692,11 @@ export type Handle = string | { readonly handle: string }
 function attachNative(from: Handle, role: number): number {
   const handle = typeof from === 'object' && from !== null ? from.handle : from
   if (typeof handle !== 'string') throw invalidType(`handle must be a string, got ${typeof handle}`)
-  if (handle.length > MAX_HANDLE_LENGTH) throw new ShmqError('ERR_SHMQ_INVALID', `${handle.slice(0, 40)}... (${handle.length} characters) is not a shmq handle`)
+  if (handle.length > MAX_HANDLE_LENGTH)
+    throw new ShmqError(
+      'ERR_SHMQ_INVALID',
+      `${handle.slice(0, 40)}... (${handle.length} characters) is not a shmq handle`,
+    )
   return native(() => binding.attachQueue(handle, role))
 }
 

@@ -9,17 +9,32 @@ import * as shmq from 'shmq'
 import { sleep } from './helpers.mjs'
 
 const { createSharedMemoryPair, SharedMemoryReceiver, SharedMemorySender, ShmqError } = shmq
+const { QueueFullError, QueueEmptyError, QueueClosedError, MessageTooLargeError, NotCloneableError } = shmq
 const root = fileURLToPath(new URL('..', import.meta.url))
 
 test('every shmq error class derives from ShmqError', (t) => {
-  for (const name of ['QueueFullError', 'QueueEmptyError', 'QueueClosedError', 'MessageTooLargeError', 'NotCloneableError']) {
-    const e = new shmq[name]('x')
+  for (const name of [
+    'QueueFullError',
+    'QueueEmptyError',
+    'QueueClosedError',
+    'MessageTooLargeError',
+    'NotCloneableError',
+  ]) {
+    const e = new { QueueFullError, QueueEmptyError, QueueClosedError, MessageTooLargeError, NotCloneableError }[name](
+      'x',
+    )
     t.true(e instanceof ShmqError, name)
     t.regex(e.code, /^ERR_SHMQ_/, name)
   }
   const [tx, rx] = createSharedMemoryPair({ capacity: 1, maxMessageSize: 8 })
   for (const [what, fn] of [
-    ['full', () => (tx.putSync(1), tx.putNowait(2))],
+    [
+      'full',
+      () => {
+        tx.putSync(1)
+        tx.putNowait(2)
+      },
+    ],
     ['too large', () => tx.putSync(Buffer.alloc(9))],
     ['not cloneable', () => tx.putSync(() => 1)],
     ['not found', () => SharedMemorySender.attach('shmq-0000000000000000')],
@@ -49,12 +64,15 @@ test('leaving a for-await loop early takes no message beyond those consumed', as
     t.is(v, 'a')
     break
   }
-  await t.throwsAsync(async () => {
-    for await (const v of rx) {
-      t.is(v, 'b')
-      throw new Error('stop')
-    }
-  }, { message: 'stop' })
+  await t.throwsAsync(
+    async () => {
+      for await (const v of rx) {
+        t.is(v, 'b')
+        throw new Error('stop')
+      }
+    },
+    { message: 'stop' },
+  )
   t.is(rx.getSync(), 'c')
   tx.close()
   rx.close()
@@ -99,7 +117,10 @@ test('closed tells whether an end is closed', (t) => {
 
 /** Runs `code` (an ES module importing shmq) in a child; resolves its exit code, or 'running' after `ms`. */
 async function exitWithin(code, ms) {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] })
+  const child = spawn(process.execPath, ['--input-type=module', '-e', code], {
+    cwd: root,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  })
   const exited = once(child, 'exit').then(([c]) => c)
   const result = await Promise.race([exited, sleep(ms).then(() => 'running')])
   if (result === 'running') {
@@ -110,11 +131,16 @@ async function exitWithin(code, ms) {
 }
 
 test('a waiting end keeps the process alive; unref() lets it exit; ref() again keeps it', async (t) => {
-  const setup = "import { createSharedMemoryPair } from 'shmq'; const [tx, rx] = createSharedMemoryPair({ capacity: 1 }); tx.putSync(1);"
+  const setup =
+    "import { createSharedMemoryPair } from 'shmq'; const [tx, rx] = createSharedMemoryPair({ capacity: 1 }); tx.putSync(1);"
   t.is(await exitWithin(`${setup} rx.getSync(); rx.get()`, 1500), 'running', 'a pending get keeps it alive')
   t.is(await exitWithin(`${setup} rx.getSync(); rx.unref(); rx.get()`, 5000), 0, 'unref: exits with a get pending')
   t.is(await exitWithin(`${setup} rx.getSync(); rx.unref(); rx.get(); rx.ref()`, 1500), 'running', 'ref again')
-  t.is(await exitWithin(`${setup} tx.unref(); tx.put(2, { timeout: 60000 })`, 5000), 0, 'unref: exits with a put and its timer pending')
+  t.is(
+    await exitWithin(`${setup} tx.unref(); tx.put(2, { timeout: 60000 })`, 5000),
+    0,
+    'unref: exits with a put and its timer pending',
+  )
 })
 
 test('a default timeout per end (createSharedMemoryPair, attach); a call may override it', async (t) => {

@@ -39,7 +39,10 @@ test('two producers putMany, two getMany loops in this process: nothing lost or 
   }
   await Promise.all([consume(), consume(), ...children.map((c) => once(c, 'exit'))])
   t.is(received, 2 * count)
-  t.deepEqual(seen.map((s) => s.size), [count, count])
+  t.deepEqual(
+    seen.map((s) => s.size),
+    [count, count],
+  )
   rx.close()
   t.deepEqual(shmNames(tx.handle), [])
 })

@@ -4,11 +4,22 @@ import { createSharedMemoryPair, SharedMemoryReceiver, SharedMemorySender, Queue
 import { shmNames } from './helpers.mjs'
 
 test('bad options throw TypeError / RangeError naming the option', (t) => {
-  t.throws(() => createSharedMemoryPair({ capacity: 0 }), { instanceOf: RangeError, code: 'ERR_OUT_OF_RANGE', message: /capacity/ })
+  t.throws(() => createSharedMemoryPair({ capacity: 0 }), {
+    instanceOf: RangeError,
+    code: 'ERR_OUT_OF_RANGE',
+    message: /capacity/,
+  })
   t.throws(() => createSharedMemoryPair({ capacity: 1.5 }), { instanceOf: RangeError, message: /capacity/ })
-  t.throws(() => createSharedMemoryPair({ capacity: '4' }), { instanceOf: TypeError, code: 'ERR_INVALID_ARG_TYPE', message: /capacity/ })
+  t.throws(() => createSharedMemoryPair({ capacity: '4' }), {
+    instanceOf: TypeError,
+    code: 'ERR_INVALID_ARG_TYPE',
+    message: /capacity/,
+  })
   t.throws(() => createSharedMemoryPair({ slotSize: -1 }), { instanceOf: RangeError, message: /slotSize/ })
-  t.throws(() => createSharedMemoryPair({ maxMessageSize: 2 ** 40 }), { instanceOf: RangeError, message: /maxMessageSize/ })
+  t.throws(() => createSharedMemoryPair({ maxMessageSize: 2 ** 40 }), {
+    instanceOf: RangeError,
+    message: /maxMessageSize/,
+  })
   t.throws(() => createSharedMemoryPair(null), { instanceOf: TypeError })
   const [tx, rx] = createSharedMemoryPair()
   t.throws(() => tx.putSync('x', { timeout: -1 }), { instanceOf: RangeError, message: /timeout/ })
@@ -183,7 +194,11 @@ test('waitForAllAck resolves once every message was taken', async (t) => {
 
 test('attach: a bad handle is ERR_SHMQ_INVALID, a gone queue ERR_SHMQ_NOT_FOUND; either class attaches', (t) => {
   t.throws(() => SharedMemorySender.attach('nope'), { code: 'ERR_SHMQ_INVALID' })
-  t.throws(() => SharedMemorySender.attach('x'.repeat(300)), { instanceOf: ShmqError, code: 'ERR_SHMQ_INVALID' }, 'a string is the right type, whatever its length')
+  t.throws(
+    () => SharedMemorySender.attach('x'.repeat(300)),
+    { instanceOf: ShmqError, code: 'ERR_SHMQ_INVALID' },
+    'a string is the right type, whatever its length',
+  )
   t.throws(() => SharedMemoryReceiver.attach(42), { instanceOf: TypeError })
   t.throws(() => SharedMemoryReceiver.attach('shmq-0000000000000000'), { code: 'ERR_SHMQ_NOT_FOUND' })
   const [tx, rx] = createSharedMemoryPair()

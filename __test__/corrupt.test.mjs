@@ -15,8 +15,16 @@ function poke(name, offset, bytes) {
   writeSync(fd, Buffer.from(bytes), 0, bytes.length, offset)
   closeSync(fd)
 }
-const u32 = (v) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b }
-const u64 = (v) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b }
+const u32 = (v) => {
+  const b = Buffer.alloc(4)
+  b.writeUInt32LE(v)
+  return b
+}
+const u64 = (v) => {
+  const b = Buffer.alloc(8)
+  b.writeBigUInt64LE(BigInt(v))
+  return b
+}
 
 async function probe(handle, count = 1) {
   const { code, signal, messages } = await run('probe.mjs', [handle, count])

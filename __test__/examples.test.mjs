@@ -31,6 +31,10 @@ for (const [file, args, summary] of examples) {
     t.log(`${stdout.trim()} (${Math.round(performance.now() - started)} ms)`)
     t.is(code, 0, `exit code ${code}; stderr:\n${stderr}`)
     t.regex(stdout, summary)
-    t.deepEqual(shmNames().filter((n) => !before.has(n)), [], 'shmq- entries left in /dev/shm')
+    t.deepEqual(
+      shmNames().filter((n) => !before.has(n)),
+      [],
+      'shmq- entries left in /dev/shm',
+    )
   })
 }

@@ -56,36 +56,41 @@ test('payload segments are reused, not created per message', async (t) => {
 })
 
 const cli = (...args) =>
-  execFileSync(process.execPath, [fileURLToPath(new URL('../dist/cli.js', import.meta.url)), ...args], { encoding: 'utf8' })
-
-test.serial('after a crash: `shmq ls` shows the queue dead, `gc` lists it, `gc --force` removes it and never a live one', async (t) => {
-  const [liveTx, liveRx] = createSharedMemoryPair()
-  liveTx.putSync(Buffer.alloc(200_000))
-  let handle
-  const crashed = run('creator-idle.mjs', [], {
-    onMessage: (m, child) => {
-      handle = m.handle
-      child.kill('SIGKILL')
-    },
+  execFileSync(process.execPath, [fileURLToPath(new URL('../dist/cli.js', import.meta.url)), ...args], {
+    encoding: 'utf8',
   })
-  t.is((await crashed).signal, 'SIGKILL')
-  t.true(shmNames(handle).length >= 2, 'the crash left the queue and its payload segment')
-  const listed = JSON.parse(cli('ls', '--json'))
-  t.is(listed.find((q) => q.name === handle)?.status, 'dead')
-  const live = listed.find((q) => q.name === liveTx.handle)
-  t.like(live, { status: 'live', capacity: 16, depth: 1, senders: 1, receivers: 0, pids: [process.pid] })
-  t.true(live.bytes > 1_000_000)
-  t.regex(cli('ls'), new RegExp(`${handle}\\s+dead`))
-  t.regex(cli('gc'), new RegExp(`would remove ${handle}`))
-  t.true(shmNames(handle).length >= 2, 'a dry run removes nothing')
-  const removed = cli('gc', '--force')
-  t.regex(removed, new RegExp(`removed ${handle}`))
-  t.notRegex(removed, new RegExp(liveTx.handle))
-  t.deepEqual(shmNames(handle), [])
-  t.is(liveRx.getSync().length, 200_000, 'the live queue still works')
-  liveTx.close()
-  liveRx.close()
-})
+
+test.serial(
+  'after a crash: `shmq ls` shows the queue dead, `gc` lists it, `gc --force` removes it and never a live one',
+  async (t) => {
+    const [liveTx, liveRx] = createSharedMemoryPair()
+    liveTx.putSync(Buffer.alloc(200_000))
+    let handle
+    const crashed = run('creator-idle.mjs', [], {
+      onMessage: (m, child) => {
+        handle = m.handle
+        child.kill('SIGKILL')
+      },
+    })
+    t.is((await crashed).signal, 'SIGKILL')
+    t.true(shmNames(handle).length >= 2, 'the crash left the queue and its payload segment')
+    const listed = JSON.parse(cli('ls', '--json'))
+    t.is(listed.find((q) => q.name === handle)?.status, 'dead')
+    const live = listed.find((q) => q.name === liveTx.handle)
+    t.like(live, { status: 'live', capacity: 16, depth: 1, senders: 1, receivers: 0, pids: [process.pid] })
+    t.true(live.bytes > 1_000_000)
+    t.regex(cli('ls'), new RegExp(`${handle}\\s+dead`))
+    t.regex(cli('gc'), new RegExp(`would remove ${handle}`))
+    t.true(shmNames(handle).length >= 2, 'a dry run removes nothing')
+    const removed = cli('gc', '--force')
+    t.regex(removed, new RegExp(`removed ${handle}`))
+    t.notRegex(removed, new RegExp(liveTx.handle))
+    t.deepEqual(shmNames(handle), [])
+    t.is(liveRx.getSync().length, 200_000, 'the live queue still works')
+    liveTx.close()
+    liveRx.close()
+  },
+)
 
 test.serial('after a crash, the next shmq start removes the dead queue', async (t) => {
   let handle

@@ -32,13 +32,28 @@ async function mpmc(t, { producers, consumers, perProducer, maxSize, capacity, s
 }
 
 test('3 producers, 2 consumers, inline messages, capacity 4', mpmc, {
-  producers: 3, consumers: 2, perProducer: 3000, maxSize: 200, capacity: 4, slotSize: 256,
+  producers: 3,
+  consumers: 2,
+  perProducer: 3000,
+  maxSize: 200,
+  capacity: 4,
+  slotSize: 256,
 })
 
 test('2 producers, 3 consumers, inline and payload-segment messages, capacity 1', mpmc, {
-  producers: 2, consumers: 3, perProducer: 400, maxSize: 300_000, capacity: 1, slotSize: 4096,
+  producers: 2,
+  consumers: 3,
+  perProducer: 400,
+  maxSize: 300_000,
+  capacity: 1,
+  slotSize: 4096,
 })
 
 test('4 producers, 2 consumers, mixed sizes, capacity 64', mpmc, {
-  producers: 4, consumers: 2, perProducer: 800, maxSize: 100_000, capacity: 64, slotSize: 1024,
+  producers: 4,
+  consumers: 2,
+  perProducer: 800,
+  maxSize: 100_000,
+  capacity: 64,
+  slotSize: 1024,
 })

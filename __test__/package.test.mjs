@@ -7,7 +7,17 @@
 // Then the loader: faked platforms and the override environment variables.
 import test from 'ava'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -20,7 +30,13 @@ const addon = join(root, `shmq.${NATIVE}.node`)
 const PLATFORMS = ['linux-x64-gnu', 'linux-arm64-gnu', 'linux-x64-musl', 'linux-arm64-musl']
 // Only node/npm and the system's basic tools: no cargo, no rustc.
 const PATH = [dirname(process.execPath), '/usr/bin', '/bin'].join(':')
-const env = { ...process.env, PATH, npm_config_audit: 'false', npm_config_fund: 'false', npm_config_update_notifier: 'false' }
+const env = {
+  ...process.env,
+  PATH,
+  npm_config_audit: 'false',
+  npm_config_fund: 'false',
+  npm_config_update_notifier: 'false',
+}
 delete env.SHMQ_NATIVE_PATH
 delete env.NAPI_RS_NATIVE_LIBRARY_PATH
 const run = (cmd, args, cwd, extra = {}) =>
@@ -65,32 +81,62 @@ function project(name) {
   cpSync(here, dir, { recursive: true })
   const tgz = (p) => `file:${p.path}`
   const overrides = Object.fromEntries(PLATFORMS.map((p) => [`shmq-${p}`, tgz(packed.platforms[p])]))
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, private: true, dependencies: { shmq: tgz(packed.main) }, overrides }, null, 2))
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name, private: true, dependencies: { shmq: tgz(packed.main) }, overrides }, null, 2),
+  )
   return dir
 }
 
-const installed = (dir) => readdirSync(join(dir, 'node_modules')).filter((n) => n.startsWith('shmq')).sort()
+const installed = (dir) =>
+  readdirSync(join(dir, 'node_modules'))
+    .filter((n) => n.startsWith('shmq'))
+    .sort()
 
 test('the tarball holds dist/, README and LICENSE only, and passes publint and attw', (t) => {
   const files = packed.plain.files.map((f) => f.path).sort()
-  t.log(`packed: ${packed.main.filename} ${packed.main.size} B (${packed.main.unpackedSize} B unpacked, ${packed.main.entryCount} files); ${packed.platforms[NATIVE].filename} ${packed.platforms[NATIVE].size} B`)
-  for (const f of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts', 'dist/cli.js', 'dist/lib/binding.js', 'README.md', 'LICENSE', 'package.json']) {
+  t.log(
+    `packed: ${packed.main.filename} ${packed.main.size} B (${packed.main.unpackedSize} B unpacked, ${packed.main.entryCount} files); ${packed.platforms[NATIVE].filename} ${packed.platforms[NATIVE].size} B`,
+  )
+  for (const f of [
+    'dist/index.js',
+    'dist/index.mjs',
+    'dist/index.d.ts',
+    'dist/index.d.mts',
+    'dist/cli.js',
+    'dist/lib/binding.js',
+    'README.md',
+    'LICENSE',
+    'package.json',
+  ]) {
     t.true(files.includes(f), `${f} is missing from ${files.join(' ')}`)
   }
   const stray = files.filter((f) => !f.startsWith('dist/') && !['README.md', 'LICENSE', 'package.json'].includes(f))
   t.deepEqual(stray, [])
-  t.false(files.some((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && !f.endsWith('.d.mts')), 'no TypeScript source')
+  t.false(
+    files.some((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && !f.endsWith('.d.mts')),
+    'no TypeScript source',
+  )
   // @internal members are stripped from the declarations.
   const types = readFileSync(join(root, 'dist', 'index.d.ts'), 'utf8')
   t.notRegex(types, /constructor\(id: number\);/)
   t.notRegex(readFileSync(join(root, 'dist', 'lib', 'binding.d.ts'), 'utf8'), /declare const binding|\.\.\/native/)
   // Every file the package names exists in it.
   const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
-  const named = [manifest.main, manifest.types, ...Object.values(manifest.bin), ...Object.values(manifest.exports['.']).flatMap(Object.values)]
+  const named = [
+    manifest.main,
+    manifest.types,
+    ...Object.values(manifest.bin),
+    ...Object.values(manifest.exports['.']).flatMap(Object.values),
+  ]
   for (const f of named) t.true(files.includes(f.replace(/^\.\//, '')), `package.json names ${f}, not in the tarball`)
   t.false('os' in manifest || 'cpu' in manifest, 'no os/cpu field: installs anywhere')
 
-  const publint = spawnSync('npx', ['publint', 'run', '--strict', packed.main.path], { cwd: root, env, encoding: 'utf8' })
+  const publint = spawnSync('npx', ['publint', 'run', '--strict', packed.main.path], {
+    cwd: root,
+    env,
+    encoding: 'utf8',
+  })
   t.is(publint.status, 0, publint.stdout + publint.stderr)
   const attw = spawnSync('npx', ['attw', '--format', 'ascii', packed.main.path], { cwd: root, env, encoding: 'utf8' })
   t.is(attw.status, 0, attw.stdout + attw.stderr)
@@ -104,7 +150,14 @@ test(`on ${NATIVE} npm installs shmq-${NATIVE} alone, and require, import, the C
   writeFileSync(
     join(dir, 'tsconfig.json'),
     JSON.stringify({
-      compilerOptions: { strict: true, target: 'ES2022', module: 'nodenext', moduleResolution: 'nodenext', types: ['node'], noEmit: true },
+      compilerOptions: {
+        strict: true,
+        target: 'ES2022',
+        module: 'nodenext',
+        moduleResolution: 'nodenext',
+        types: ['node'],
+        noEmit: true,
+      },
       files: ['consumer.ts', 'consumer.mts'],
     }),
   )
@@ -115,10 +168,18 @@ test(`on ${NATIVE} npm installs shmq-${NATIVE} alone, and require, import, the C
   t.is(run('node', ['example.cjs'], dir).trim(), 'require: ok')
   t.is(run('node', ['example.mjs'], dir).trim(), 'import: ok')
   // The ES module entry exports every name the CommonJS one does, and the same objects.
-  const same = run('node', ['--input-type=module', '-e', `import * as esm from 'shmq'; import { createRequire } from 'node:module'
+  const same = run(
+    'node',
+    [
+      '--input-type=module',
+      '-e',
+      `import * as esm from 'shmq'; import { createRequire } from 'node:module'
     const cjs = createRequire(process.cwd() + '/x.js')('shmq')
     const names = Object.keys(cjs).sort()
-    console.log(JSON.stringify(names) === JSON.stringify(Object.keys(esm).filter((n) => n !== 'default').sort()) && names.every((n) => esm[n] === cjs[n]) && esm.default === cjs)`], dir)
+    console.log(JSON.stringify(names) === JSON.stringify(Object.keys(esm).filter((n) => n !== 'default').sort()) && names.every((n) => esm[n] === cjs[n]) && esm.default === cjs)`,
+    ],
+    dir,
+  )
   t.is(same.trim(), 'true')
   t.regex(run('npx', ['shmq', 'ls'], dir), /NAME|no shmq queues/)
   const tsc = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: dir, env, encoding: 'utf8' })
@@ -166,8 +227,19 @@ for (const [os, cpu] of [
       t.regex(error.message, new RegExp(`no backend for ${os}-${cpu}`))
       t.regex(error.message, /isSupported\(\)/)
     }
-    t.is(run('node', ['--input-type=module', '-e', `Object.defineProperty(process, 'platform', { value: '${os}' })
-      const { isSupported, default: shmq } = await import('shmq'); console.log(isSupported(), shmq.isSupported())`], dir).trim(), 'false false')
+    t.is(
+      run(
+        'node',
+        [
+          '--input-type=module',
+          '-e',
+          `Object.defineProperty(process, 'platform', { value: '${os}' })
+      const { isSupported, default: shmq } = await import('shmq'); console.log(isSupported(), shmq.isSupported())`,
+        ],
+        dir,
+      ).trim(),
+      'false false',
+    )
 
     // Here (Linux) this install has no addon: as with --omit=optional.
     const here = probeIn(dir)

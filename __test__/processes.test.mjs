@@ -15,8 +15,14 @@ test('cluster: a primary feeds three workers; every message is taken exactly onc
   t.is(code, 0)
   const { reports, expected } = messages[0]
   t.is(reports.length, 3)
-  t.is(reports.reduce((s, r) => s + r.count, 0), 300)
-  t.is(reports.reduce((s, r) => s + r.sum, 0), expected)
+  t.is(
+    reports.reduce((s, r) => s + r.count, 0),
+    300,
+  )
+  t.is(
+    reports.reduce((s, r) => s + r.sum, 0),
+    expected,
+  )
 })
 
 test('worker_threads: a worker attaches from workerData (an end itself, or its handle)', async (t) => {

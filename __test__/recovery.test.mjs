@@ -105,7 +105,11 @@ async function liveReceiverKeepsQueueOpen(t, spawnReceiver, checkReady = () => {
   rx.close()
   await tx.put(1, { timeout: 1000 })
   await tx.put(2, { timeout: 1000 })
-  t.is(await codeOf(tx.put(3, { timeout: 1500 })), 'ERR_SHMQ_FULL', 'a full queue whose receiver lives waits, not closed')
+  t.is(
+    await codeOf(tx.put(3, { timeout: 1500 })),
+    'ERR_SHMQ_FULL',
+    'a full queue whose receiver lives waits, not closed',
+  )
   t.true(shmNames(tx.handle).includes(tx.handle), 'the queue segment is still in /dev/shm while the receiver lives')
   t.deepEqual(await ask(child, { get: 2 }, 6000), { got: [1, 2] }, 'the receiver still gets what was put')
   t.is(await codeOf(tx.put(3, { timeout: 3000 })), 'ok', 'and then the put goes through')
@@ -136,7 +140,9 @@ nsTest('1b: a live receiver in another PID namespace is not judged dead', async 
 // 1b (extra, beyond the brief): that receiver, once SIGKILLed, is judged dead like any other.
 nsTest('1b extra: a receiver in another PID namespace is judged dead once killed', async (t) => {
   t.timeout(TEST_MS)
-  const { tx, child } = await liveReceiverKeepsQueueOpen(t, (handle) => startInPidNamespace(t, 'receiver-idle.mjs', [handle]))
+  const { tx, child } = await liveReceiverKeepsQueueOpen(t, (handle) =>
+    startInPidNamespace(t, 'receiver-idle.mjs', [handle]),
+  )
   await tx.put(4, { timeout: 1000 })
   await tx.put(5, { timeout: 1000 })
   await killChild(child) // unshare; --kill-child takes the namespaced node with it
@@ -202,7 +208,7 @@ async function ringSurvivesProducersDyingMidWrite(t, stalledCount) {
   for (const c of stalled) await killChild(c)
   const first = rx.get({ timeout: 3000 }).catch((e) => e)
   t.is(await after, 'ok', 'the parent put one message')
-  t.is(await first, 'after', 'the dead producers\' slots are skipped')
+  t.is(await first, 'after', "the dead producers' slots are skipped")
   const problems = []
   for (let lap = 0; lap < 20 && problems.length === 0; lap++) {
     const small = pattern(100, lap)
@@ -210,7 +216,10 @@ async function ringSurvivesProducersDyingMidWrite(t, stalledCount) {
     const put = await codeOf(tx.put(small, { timeout: 3000 }).then(() => tx.put(large, { timeout: 3000 })))
     if (put !== 'ok') problems.push(`lap ${lap} put: ${put}`)
     else {
-      for (const [what, expected] of [['small', small], ['large', large]]) {
+      for (const [what, expected] of [
+        ['small', small],
+        ['large', large],
+      ]) {
         const problem = mismatch(await rx.get({ timeout: 3000 }).catch((e) => e), expected, `lap ${lap} ${what}`)
         if (problem) problems.push(problem)
       }
@@ -236,32 +245,43 @@ test.serial('3b: the ring never stalls after two producers die mid-write at once
 // ---- 4. No silent corruption ----
 
 // 4: a receiver killed after handing A's payload segment back, before freeing A's slot, must not corrupt B or C.
-test.serial('4: a receiver dying between handing back a payload segment and freeing its slot corrupts nothing', async (t) => {
-  t.timeout(TEST_MS)
-  const [tx, rx] = queue(t, { capacity: 2, slotSize: 1024 })
-  t.is(syncCode(() => rx.getNowait()), 'ERR_SHMQ_EMPTY', 'the parent\'s receiver takes part from here on')
-  await tx.put(pattern(100_000, 1), { timeout: 1000 })
-  const stalled = startChild(t, 'stall.mjs', [tx.handle, 'get'], { SHMQ_TEST_STALL: 'get-returned' })
-  await nextMessage(stalled, 5000, 'stalled receiver')
-  await until(() => rx.size === 0, 5000, 'the stalled receiver to take A')
-  await sleep(300) // A is 100 kB: it has been copied out and handed back well before this
-  await tx.put(pattern(100_000, 2), { timeout: 3000 })
-  // A's slot is still held, so C waits until the dead receiver is reaped.
-  const putC = codeOf(tx.put(pattern(100_000, 3), { timeout: 5000 }))
-  await killChild(stalled)
-  await sleep(1500)
-  t.is(await putC, 'ok', 'C was put')
-  const problems = [
-    mismatch(await rx.get({ timeout: 3000 }).catch((e) => e), pattern(100_000, 2), 'B'),
-    mismatch(await rx.get({ timeout: 3000 }).catch((e) => e), pattern(100_000, 3), 'C'),
-  ]
-  for (let lap = 0; lap < 10 && !problems.some(Boolean); lap++) {
-    const m = pattern(100_000, 10 + lap)
-    const put = await codeOf(tx.put(m, { timeout: 3000 }))
-    problems.push(put === 'ok' ? mismatch(await rx.get({ timeout: 3000 }).catch((e) => e), m, `lap ${lap}`) : `lap ${lap} put: ${put}`)
-  }
-  t.deepEqual(problems.filter(Boolean), [], 'B, C and 10 more 100 kB messages, byte-exact')
-})
+test.serial(
+  '4: a receiver dying between handing back a payload segment and freeing its slot corrupts nothing',
+  async (t) => {
+    t.timeout(TEST_MS)
+    const [tx, rx] = queue(t, { capacity: 2, slotSize: 1024 })
+    t.is(
+      syncCode(() => rx.getNowait()),
+      'ERR_SHMQ_EMPTY',
+      "the parent's receiver takes part from here on",
+    )
+    await tx.put(pattern(100_000, 1), { timeout: 1000 })
+    const stalled = startChild(t, 'stall.mjs', [tx.handle, 'get'], { SHMQ_TEST_STALL: 'get-returned' })
+    await nextMessage(stalled, 5000, 'stalled receiver')
+    await until(() => rx.size === 0, 5000, 'the stalled receiver to take A')
+    await sleep(300) // A is 100 kB: it has been copied out and handed back well before this
+    await tx.put(pattern(100_000, 2), { timeout: 3000 })
+    // A's slot is still held, so C waits until the dead receiver is reaped.
+    const putC = codeOf(tx.put(pattern(100_000, 3), { timeout: 5000 }))
+    await killChild(stalled)
+    await sleep(1500)
+    t.is(await putC, 'ok', 'C was put')
+    const problems = [
+      mismatch(await rx.get({ timeout: 3000 }).catch((e) => e), pattern(100_000, 2), 'B'),
+      mismatch(await rx.get({ timeout: 3000 }).catch((e) => e), pattern(100_000, 3), 'C'),
+    ]
+    for (let lap = 0; lap < 10 && !problems.some(Boolean); lap++) {
+      const m = pattern(100_000, 10 + lap)
+      const put = await codeOf(tx.put(m, { timeout: 3000 }))
+      problems.push(
+        put === 'ok'
+          ? mismatch(await rx.get({ timeout: 3000 }).catch((e) => e), m, `lap ${lap}`)
+          : `lap ${lap} put: ${put}`,
+      )
+    }
+    t.deepEqual(problems.filter(Boolean), [], 'B, C and 10 more 100 kB messages, byte-exact')
+  },
+)
 
 // ---- 5. Two reapers and a joining end ----
 
@@ -286,7 +306,9 @@ test.serial('5: concurrent reapers and joiners never lose a live receiver nor le
     const full = await codeOf(tx.put(-1, { timeout: 300 }))
     if (full !== 'ERR_SHMQ_FULL') return `put on a full queue: ${full} (expected ERR_SHMQ_FULL)`
     const { got } = await ask(live, { get: 2 }, 6000)
-    return isDeepStrictEqual(got, sent) ? null : `the live receiver got ${JSON.stringify(got)}, expected ${JSON.stringify(sent)}`
+    return isDeepStrictEqual(got, sent)
+      ? null
+      : `the live receiver got ${JSON.stringify(got)}, expected ${JSON.stringify(sent)}`
   }
 
   const stopAt = Date.now() + runMs
@@ -337,7 +359,7 @@ test.serial('5: concurrent reapers and joiners never lose a live receiver nor le
 // ---- 7. Payload segments and acknowledgements of the dead ----
 
 // 7a: once a dead sender is reaped its payload segments are removed, while the queue (and rx) still live.
-test.serial('7a: a dead sender\'s payload segments are removed once it is reaped', async (t) => {
+test.serial("7a: a dead sender's payload segments are removed once it is reaped", async (t) => {
   t.timeout(TEST_MS)
   const [tx, rx] = queue(t, { capacity: 8, slotSize: 1024 })
   const sizes = [200_000, 240_000, 280_000, 320_000, 360_000]
@@ -361,7 +383,11 @@ test.serial('7a: a dead sender\'s payload segments are removed once it is reaped
 /** A consumer stopped at `stallPoint` dies holding the only message: waitForAllAck must resolve. */
 async function ackSettlesAfterConsumerDies(t, stallPoint) {
   const [tx, rx] = queue(t, { capacity: 2, slotSize: 1024 })
-  t.is(syncCode(() => rx.getNowait()), 'ERR_SHMQ_EMPTY', 'the parent\'s receiver takes part (the queue never runs out of receivers)')
+  t.is(
+    syncCode(() => rx.getNowait()),
+    'ERR_SHMQ_EMPTY',
+    "the parent's receiver takes part (the queue never runs out of receivers)",
+  )
   await tx.put(pattern(100_000, 1), { timeout: 1000 })
   const stalled = startChild(t, 'stall.mjs', [tx.handle, 'get'], { SHMQ_TEST_STALL: stallPoint })
   await nextMessage(stalled, 5000, 'stalled receiver')
@@ -381,7 +407,10 @@ test.serial('7b: waitForAllAck settles after a consumer dies holding a message (
 })
 
 // 7b': the same when the consumer dies after handing the payload back but before freeing the slot.
-test.serial('7b: waitForAllAck settles after a consumer dies holding a message (stalled at get-returned)', async (t) => {
-  t.timeout(TEST_MS)
-  await ackSettlesAfterConsumerDies(t, 'get-returned')
-})
+test.serial(
+  '7b: waitForAllAck settles after a consumer dies holding a message (stalled at get-returned)',
+  async (t) => {
+    t.timeout(TEST_MS)
+    await ackSettlesAfterConsumerDies(t, 'get-returned')
+  },
+)

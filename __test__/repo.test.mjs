@@ -11,7 +11,11 @@ test('every repository path the README names exists', (t) => {
   // `code` spans that look like paths in this repository (built output excepted).
   const paths = [...read('README.md').matchAll(/`([^`\s]+)`/g)]
     .map((m) => m[1])
-    .filter((p) => /^(\.ci|\.github|__test__|benchmark|crates|examples|lib|npm|scripts|src)\/|^[\w.-]+\.(ts|rs|mjs|json|toml|md)$/.test(p))
+    .filter((p) =>
+      /^(\.ci|\.github|__test__|benchmark|crates|examples|lib|npm|scripts|src)\/|^[\w.-]+\.(ts|rs|mjs|json|toml|md)$/.test(
+        p,
+      ),
+    )
     .filter((p) => !p.startsWith('dist/') && !p.includes('<') && !p.includes('*'))
   t.true(paths.length > 20, `found ${paths.length} paths`)
   const missing = paths.filter((p) => !existsSync(`${root}${p}`) && !existsSync(`${root}crates/shmq-core/src/${p}`))
@@ -21,7 +25,8 @@ test('every repository path the README names exists', (t) => {
 test('npm scripts run files that exist', (t) => {
   const { scripts } = JSON.parse(read('package.json'))
   for (const [name, command] of Object.entries(scripts)) {
-    for (const [, file] of command.matchAll(/node ([\w./-]+\.m?js)/g)) t.true(existsSync(`${root}${file}`), `${name}: ${file}`)
+    for (const [, file] of command.matchAll(/node ([\w./-]+\.m?js)/g))
+      t.true(existsSync(`${root}${file}`), `${name}: ${file}`)
   }
 })
 
@@ -30,5 +35,6 @@ test('CI runs .ci/run on every push and pull request; .ci/run lints TypeScript a
   t.regex(ci, /^on:\s*\n\s+push:\s*\n\s+pull_request:/m)
   t.regex(ci, /bash \.ci\/run/)
   const run = read('.ci/run')
-  for (const check of ['biome ci', 'cargo fmt --all --check', 'cargo clippy', 'npm test']) t.true(run.includes(check), check)
+  for (const check of ['biome ci', 'cargo fmt --all --check', 'cargo clippy', 'npm test'])
+    t.true(run.includes(check), check)
 })

@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs'
 import { createSharedMemoryPair, SharedMemoryReceiver } from 'shmq'
 
 const root = JSON.stringify(process.cwd())
-const node = (code, args = []) => spawnSync(process.execPath, [...args, '-e', code], { encoding: 'utf8', timeout: 30_000 })
+const node = (code, args = []) =>
+  spawnSync(process.execPath, [...args, '-e', code], { encoding: 'utf8', timeout: 30_000 })
 
 test('a held lease keeps its end alive: a collected end object does not detach the view or free the slot', (t) => {
   const run = node(
@@ -56,7 +57,11 @@ test('an undecodable message: lease gives it back with ERR_SHMQ_INVALID, getMany
     tx.close(); rx.close()
     console.log(JSON.stringify(out))`)
   t.is(batch.status, 0, batch.stderr)
-  t.deepEqual(JSON.parse(batch.stdout.trim()), [['a', { b: 1 }, 'c'], 'ERR_SHMQ_INVALID'], 'the error comes with the next call')
+  t.deepEqual(
+    JSON.parse(batch.stdout.trim()),
+    [['a', { b: 1 }, 'c'], 'ERR_SHMQ_INVALID'],
+    'the error comes with the next call',
+  )
 })
 
 test('process.exit() right after leases and closes leaves nothing in /dev/shm', (t) => {

@@ -33,7 +33,10 @@ const values = () => [
   new Error('an error'),
 ]
 
-for (const [script, label] of [['echo.mjs', 'import'], ['echo.cjs', 'require']]) {
+for (const [script, label] of [
+  ['echo.mjs', 'import'],
+  ['echo.cjs', 'require'],
+]) {
   test(`every value type round-trips through a forked child (${label})`, async (t) => {
     const [out, outRx] = createSharedMemoryPair({ capacity: 4, slotSize: 256 })
     const [backTx, back] = createSharedMemoryPair({ capacity: 4 })
@@ -46,7 +49,8 @@ for (const [script, label] of [['echo.mjs', 'import'], ['echo.cjs', 'require']])
       if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
         t.is(Object.getPrototypeOf(echoed), Object.getPrototypeOf(value), `type of ${value.constructor.name}`)
         t.is(echoed.byteLength, value.byteLength)
-        const bytes = (v) => Buffer.from(ArrayBuffer.isView(v) ? v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) : v)
+        const bytes = (v) =>
+          Buffer.from(ArrayBuffer.isView(v) ? v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) : v)
         t.true(bytes(echoed).equals(bytes(value)))
       } else if (value instanceof Error) {
         t.is(echoed.message, value.message)

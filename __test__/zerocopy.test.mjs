@@ -23,7 +23,10 @@ test('a child writes in place, the parent reads in place: values arrive, views d
     t.true(Buffer.isBuffer(bytes))
     t.is(bytes.length, 800_000)
     const view = new Float64Array(bytes.buffer, bytes.byteOffset, 100_000)
-    t.true(view.every((x) => x === i), `message ${i} intact`)
+    t.true(
+      view.every((x) => x === i),
+      `message ${i} intact`,
+    )
     lease.release()
     t.is(bytes.length, 0, 'the view is detached after release')
     t.is(view.length, 0)
@@ -76,7 +79,10 @@ test('a held lease holds its slot: the sender waits at capacity, never overwrite
   for (let i = 0; i < 5; i++) {
     await t.throwsAsync(tx.put(Buffer.alloc(1000, 3), { timeout: 50 }), { code: 'ERR_SHMQ_FULL' })
   }
-  t.true(lease.value.every((b) => b === 1), 'the leased bytes are intact')
+  t.true(
+    lease.value.every((b) => b === 1),
+    'the leased bytes are intact',
+  )
   const waiting = tx.put(Buffer.alloc(1000, 4), { timeout: 3000 })
   lease.release()
   await waiting

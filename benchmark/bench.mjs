@@ -24,10 +24,15 @@ const GiB = 1024 * MiB
 const UNITS = { Ki: KiB, Mi: MiB, Gi: GiB }
 const parseSize = (s) => Number(s.replace(/(Ki|Mi|Gi)$/, '')) * (UNITS[s.slice(-2)] ?? 1)
 const allSizes = [64, KiB, 64 * KiB, MiB, 16 * MiB, 256 * MiB, GiB]
-const sizes = opts.sizes ? opts.sizes.split(',').map(parseSize) : opts.quick ? [64, KiB, 64 * KiB, MiB, 16 * MiB] : allSizes
+const sizes = opts.sizes
+  ? opts.sizes.split(',').map(parseSize)
+  : opts.quick
+    ? [64, KiB, 64 * KiB, MiB, 16 * MiB]
+    : allSizes
 const runs = Number(opts.runs ?? (opts.quick ? 1 : 3))
 const names = Object.keys(transports).filter((n) => !opts.only || n.includes(opts.only))
-const label = (n) => (n >= GiB ? `${n / GiB} GiB` : n >= MiB ? `${n / MiB} MiB` : n >= KiB ? `${n / KiB} KiB` : `${n} B`)
+const label = (n) =>
+  n >= GiB ? `${n / GiB} GiB` : n >= MiB ? `${n / MiB} MiB` : n >= KiB ? `${n / KiB} KiB` : `${n} B`
 
 /** Messages per measurement: enough bytes to be steady, few enough to be quick. */
 function countFor(transport, size) {
@@ -66,12 +71,21 @@ function memcpyGBps(size) {
   return (size * reps) / Number(process.hrtime.bigint() - t0)
 }
 
-const results = { machine: `${cpus().length} × ${cpus()[0].model}, ${Math.round(totalmem() / GiB)} GiB`, node: process.version, oneway: {}, rtt: {}, memcpy: {} }
+const results = {
+  machine: `${cpus().length} × ${cpus()[0].model}, ${Math.round(totalmem() / GiB)} GiB`,
+  node: process.version,
+  oneway: {},
+  rtt: {},
+  memcpy: {},
+}
 const skip = (name, size) => name === 'ipc json' && size > 256 * MiB // a V8 string cannot hold base64 of 1 GiB
 
 /** The native two-copy ceiling (benchmark/ceiling.rs), built with the project's toolchain if it can be. */
 const root = fileURLToPath(new URL('..', import.meta.url))
-const built = spawnSync('cargo', ['build', '--release', '--quiet', '--bin', 'shmq-ceiling'], { cwd: root, stdio: 'inherit' })
+const built = spawnSync('cargo', ['build', '--release', '--quiet', '--bin', 'shmq-ceiling'], {
+  cwd: root,
+  stdio: 'inherit',
+})
 const ceilingBin = built.status === 0 ? `${root}target/release/shmq-ceiling` : undefined
 results.ceiling = {}
 function ceilingGBps(size) {
@@ -109,7 +123,15 @@ for (const size of [64, 4 * KiB]) {
     const samples = []
     for (let r = 0; r < runs; r++) {
       progress(`round trip ${label(size)} ${transport} run ${r + 1}/${runs}`)
-      samples.push(await measure({ transport, mode: 'rtt', size, count: opts.quick ? 10_000 : 50_000, warmup: opts.quick ? 2_000 : 5_000 }))
+      samples.push(
+        await measure({
+          transport,
+          mode: 'rtt',
+          size,
+          count: opts.quick ? 10_000 : 50_000,
+          warmup: opts.quick ? 2_000 : 5_000,
+        }),
+      )
     }
     results.rtt[`${transport}|${size}`] = {
       p50: median(samples.map((s) => s.p50)),
@@ -157,30 +179,57 @@ progress('')
 const fmtRate = (perSecond, size) =>
   size >= 64 * KiB ? `${((perSecond * size) / 1e9).toFixed(2)} GB/s` : `${(perSecond / 1e3).toFixed(0)} k msg/s`
 const lines = []
-lines.push(`# shmq benchmark`, '', `Machine: ${results.machine}; Node ${results.node}; ${runs} run(s) per cell, median (min–max); one-way, fresh process pair per run.`, '')
+lines.push(
+  `# shmq benchmark`,
+  '',
+  `Machine: ${results.machine}; Node ${results.node}; ${runs} run(s) per cell, median (min–max); one-way, fresh process pair per run.`,
+  '',
+)
 lines.push(`## One-way throughput`, '')
 lines.push(`| transport | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
 for (const t of names) {
   const cells = sizes.map((size) => {
     const r = results.oneway[`${t}|${size}`]
-    return r ? `${fmtRate(r.perSecond, size)} (${fmtRate(r.min, size).split(' ')[0]}–${fmtRate(r.max, size).split(' ')[0]})` : 'n/a'
+    return r
+      ? `${fmtRate(r.perSecond, size)} (${fmtRate(r.min, size).split(' ')[0]}–${fmtRate(r.max, size).split(' ')[0]})`
+      : 'n/a'
   })
   lines.push(`| ${t} | ${cells.join(' | ')} |`)
 }
 lines.push(`| memcpy, one core, warm | ${sizes.map((s) => `${results.memcpy[s].toFixed(1)} GB/s`).join(' | ')} |`)
-lines.push(`| native two-copy ceiling (benchmark/ceiling.rs) | ${sizes.map((s) => (results.ceiling[s] ? `${results.ceiling[s].toFixed(2)} GB/s` : 'n/a')).join(' | ')} |`, '')
-const ofCeiling = (t) => sizes.map((s) => { const r = results.oneway[`${t}|${s}`]; return r && results.ceiling[s] ? `${Math.round((100 * r.perSecond * s) / 1e9 / results.ceiling[s])} %` : 'n/a' })
+lines.push(
+  `| native two-copy ceiling (benchmark/ceiling.rs) | ${sizes.map((s) => (results.ceiling[s] ? `${results.ceiling[s].toFixed(2)} GB/s` : 'n/a')).join(' | ')} |`,
+  '',
+)
+const ofCeiling = (t) =>
+  sizes.map((s) => {
+    const r = results.oneway[`${t}|${s}`]
+    return r && results.ceiling[s] ? `${Math.round((100 * r.perSecond * s) / 1e9 / results.ceiling[s])} %` : 'n/a'
+  })
 lines.push(`| of the native ceiling | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
 for (const t of names.filter((n) => n.startsWith('shmq'))) lines.push(`| ${t} | ${ofCeiling(t).join(' | ')} |`)
 lines.push('')
 const ratio = (a, b) => (a && b ? `${(a.perSecond / b.perSecond).toFixed(1)}×` : 'n/a')
-lines.push(`### Ratios (median / median)`, '', `| shmq vs | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
+lines.push(
+  `### Ratios (median / median)`,
+  '',
+  `| shmq vs | ${sizes.map(label).join(' | ')} |`,
+  `|---|${sizes.map(() => '---').join('|')}|`,
+)
 for (const mine of names.filter((n) => n.startsWith('shmq') && n !== 'shmq sync')) {
   for (const other of names.filter((n) => !n.startsWith('shmq') && n !== 'ipc json')) {
-    lines.push(`| ${mine} / ${other} | ${sizes.map((s) => ratio(results.oneway[`${mine}|${s}`], results.oneway[`${other}|${s}`])).join(' | ')} |`)
+    lines.push(
+      `| ${mine} / ${other} | ${sizes.map((s) => ratio(results.oneway[`${mine}|${s}`], results.oneway[`${other}|${s}`])).join(' | ')} |`,
+    )
   }
 }
-lines.push('', `## Round trip (µs)`, '', `| transport | 64 B p50 | p99 | max | 4 KiB p50 | p99 | max |`, `|---|---|---|---|---|---|---|`)
+lines.push(
+  '',
+  `## Round trip (µs)`,
+  '',
+  `| transport | 64 B p50 | p99 | max | 4 KiB p50 | p99 | max |`,
+  `|---|---|---|---|---|---|---|`,
+)
 for (const t of names) {
   const a = results.rtt[`${t}|64`]
   const b = results.rtt[`${t}|${4 * KiB}`]
@@ -188,20 +237,49 @@ for (const t of names) {
   lines.push(`| ${t} | ${f(a)} | ${f(b)} |`)
 }
 if (Object.keys(results.work).length > 0) {
-  lines.push('', `## Zero-copy with work (producer fills a Float64Array, consumer sums it)`, '', `| size | shmq lease | same loops, local memory, one process | ratio |`, `|---|---|---|---|`)
+  lines.push(
+    '',
+    `## Zero-copy with work (producer fills a Float64Array, consumer sums it)`,
+    '',
+    `| size | shmq lease | same loops, local memory, one process | ratio |`,
+    `|---|---|---|---|`,
+  )
   for (const [size, w] of Object.entries(results.work)) {
-    lines.push(`| ${label(Number(size))} | ${w.lease.toFixed(2)} GB/s | ${w.local.toFixed(2)} GB/s | ${Math.round((100 * w.lease) / w.local)} % |`)
+    lines.push(
+      `| ${label(Number(size))} | ${w.lease.toFixed(2)} GB/s | ${w.local.toFixed(2)} GB/s | ${Math.round((100 * w.lease) / w.local)} % |`,
+    )
   }
 }
-lines.push('', `## Sparse streams: consumer CPU (% of one core; 1 KiB messages, a burst each millisecond)`, '', `| transport | 1,000 msg/s | 10,000 msg/s |`, `|---|---|---|`)
+lines.push(
+  '',
+  `## Sparse streams: consumer CPU (% of one core; 1 KiB messages, a burst each millisecond)`,
+  '',
+  `| transport | 1,000 msg/s | 10,000 msg/s |`,
+  `|---|---|---|`,
+)
 for (const t of names.filter((n) => n === 'shmq async' || n === 'ipc advanced')) {
-  lines.push(`| ${t} | ${[1000, 10_000].map((r) => `${(100 * results.paced[`${t}|${r}`]).toFixed(1)} %`).join(' | ')} |`)
+  lines.push(
+    `| ${t} | ${[1000, 10_000].map((r) => `${(100 * results.paced[`${t}|${r}`]).toFixed(1)} %`).join(' | ')} |`,
+  )
 }
-lines.push('', `## Peak RSS (MiB, consumer / producer)`, '', `| transport | ${sizes.map(label).join(' | ')} |`, `|---|${sizes.map(() => '---').join('|')}|`)
+lines.push(
+  '',
+  `## Peak RSS (MiB, consumer / producer)`,
+  '',
+  `| transport | ${sizes.map(label).join(' | ')} |`,
+  `|---|${sizes.map(() => '---').join('|')}|`,
+)
 for (const t of names) {
-  lines.push(`| ${t} | ${sizes.map((s) => { const r = results.oneway[`${t}|${s}`]; return r ? `${Math.round(r.rss / MiB)} / ${Math.round(r.peerRss / MiB)}` : 'n/a' }).join(' | ')} |`)
+  lines.push(
+    `| ${t} | ${sizes
+      .map((s) => {
+        const r = results.oneway[`${t}|${s}`]
+        return r ? `${Math.round(r.rss / MiB)} / ${Math.round(r.peerRss / MiB)}` : 'n/a'
+      })
+      .join(' | ')} |`,
+  )
 }
-const markdown = lines.join('\n') + '\n'
+const markdown = `${lines.join('\n')}\n`
 const out = fileURLToPath(new URL('./results/', import.meta.url))
 mkdirSync(out, { recursive: true })
 writeFileSync(`${out}results.md`, markdown)

@@ -14,13 +14,19 @@ if (isMainThread) {
     const count = Math.max(64, Math.floor((4 * 1024 ** 3) / size))
     const data = new SharedArrayBuffer(SLOTS * size)
     const flags = new Int32Array(new SharedArrayBuffer(8 * SLOTS))
-    const consumer = new Worker(new URL(import.meta.url), { workerData: { role: 'consumer', size, count, data, flags } })
-    const producer = new Worker(new URL(import.meta.url), { workerData: { role: 'producer', size, count, data, flags } })
+    const consumer = new Worker(new URL(import.meta.url), {
+      workerData: { role: 'consumer', size, count, data, flags },
+    })
+    const producer = new Worker(new URL(import.meta.url), {
+      workerData: { role: 'producer', size, count, data, flags },
+    })
     const [gbps] = await Promise.all([
       new Promise((resolve) => consumer.once('message', resolve)),
       new Promise((resolve) => producer.once('exit', resolve)),
     ])
-    console.log(`| ${size >= 1024 * 1024 ? `${size / 1024 / 1024} MiB` : `${size / 1024} KiB`} | ${gbps.toFixed(2)} GB/s |`)
+    console.log(
+      `| ${size >= 1024 * 1024 ? `${size / 1024 / 1024} MiB` : `${size / 1024} KiB`} | ${gbps.toFixed(2)} GB/s |`,
+    )
   }
 } else {
   const { role, size, count, data, flags } = workerData

@@ -21,6 +21,7 @@ for (const size of [64 * 1024, MiB, 16 * MiB, 256 * MiB, 1024 * MiB]) {
     src.copy(fresh)
     freshRates.push(size / Number(process.hrtime.bigint() - t))
   }
-  const label = size >= 1024 * MiB ? `${size / 1024 / MiB} GiB` : size >= MiB ? `${size / MiB} MiB` : `${size / 1024} KiB`
+  const label =
+    size >= 1024 * MiB ? `${size / 1024 / MiB} GiB` : size >= MiB ? `${size / MiB} MiB` : `${size / 1024} KiB`
   console.log(`| ${label} | ${median(warmRates).toFixed(1)} GB/s | ${median(freshRates).toFixed(2)} GB/s |`)
 }

@@ -99,12 +99,15 @@ function snapshot() {
   let queue
   try {
     const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
-    queue = JSON.parse(execFileSync(process.execPath, [cli, 'ls', '--json'], { encoding: 'utf8' })).find((q) => q.name === handle)
+    queue = JSON.parse(execFileSync(process.execPath, [cli, 'ls', '--json'], { encoding: 'utf8' })).find(
+      (q) => q.name === handle,
+    )
   } catch (e) {
     queue = String(e)
   }
   const children = {}
-  for (const [name, role] of Object.entries(roles)) children[name] = [...role.live].map(([id, c]) => `${id}:${c.pid}:${wchan(c.pid)}`)
+  for (const [name, role] of Object.entries(roles))
+    children[name] = [...role.live].map(([id, c]) => `${id}:${c.pid}:${wchan(c.pid)}`)
   return { queue, size: rx.size, children }
 }
 
@@ -155,7 +158,9 @@ while (performance.now() < until && childFailures.length <= MAX_CHILD_FAILURES) 
   if (performance.now() >= nextProgress) {
     nextProgress += 30_000
     const s = Math.round((performance.now() - started) / 1000)
-    console.error(`soak: ${s}/${seconds} s, ${roles.producer.kills} producers and ${roles.consumer.kills} consumers killed`)
+    console.error(
+      `soak: ${s}/${seconds} s, ${roles.producer.kills} producers and ${roles.consumer.kills} consumers killed`,
+    )
   }
 }
 
@@ -327,11 +332,24 @@ const rows = [
   ['producer kills', roles.producer.kills, `${totals.unlogged} delivered unlogged`, ''],
   ['consumer kills', roles.consumer.kills, '', ''],
   ['child failures', childFailures.length, '0', verdict(childFailures.length === 0)],
-  ['capacity check', `${capacityCheck.accepted}/${CAPACITY}`, `then ${capacityCheck.next}, drained ${capacityCheck.drained.length}`, verdict(capacityCheck.ok)],
-  ['/dev/shm leftovers', leftovers.length, `0 (other new shmq-*: ${otherNewShmq.length})`, verdict(leftovers.length === 0)],
+  [
+    'capacity check',
+    `${capacityCheck.accepted}/${CAPACITY}`,
+    `then ${capacityCheck.next}, drained ${capacityCheck.drained.length}`,
+    verdict(capacityCheck.ok),
+  ],
+  [
+    '/dev/shm leftovers',
+    leftovers.length,
+    `0 (other new shmq-*: ${otherNewShmq.length})`,
+    verdict(leftovers.length === 0),
+  ],
 ]
-console.log(`\nshmq soak: ${result.seconds} s, ${PRODUCERS} producers + ${CONSUMERS} consumers, capacity ${CAPACITY}, queue ${handle}`)
-for (const [what, value, note, ok] of rows) console.log(`  ${what.padEnd(20)}${String(value).padStart(10)}  ${note.padEnd(30)}${ok}`)
+console.log(
+  `\nshmq soak: ${result.seconds} s, ${PRODUCERS} producers + ${CONSUMERS} consumers, capacity ${CAPACITY}, queue ${handle}`,
+)
+for (const [what, value, note, ok] of rows)
+  console.log(`  ${what.padEnd(20)}${String(value).padStart(10)}  ${note.padEnd(30)}${ok}`)
 if (failures.length === 0) rmSync(dir, { recursive: true, force: true })
 else console.log(`\nFAILED: ${failures.join('; ')}\nlogs kept in ${dir}`)
 process.exitCode = failures.length === 0 ? 0 : 1

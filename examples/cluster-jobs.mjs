@@ -68,7 +68,9 @@ if (cluster.isPrimary) {
     await Promise.all([produce(), collect()])
     await Promise.all(exited)
     results.close() // the last end of a queue to close removes it from /dev/shm
-    console.log(`cluster-jobs: ${JOBS} jobs, ${WORKERS} workers, ok (jobs per worker: ${[...perWorker.values()].join('/')})`)
+    console.log(
+      `cluster-jobs: ${JOBS} jobs, ${WORKERS} workers, ok (jobs per worker: ${[...perWorker.values()].join('/')})`,
+    )
   } catch (e) {
     console.error(`cluster-jobs: FAILED: ${e.cause?.message ?? e.message}`)
     failed.abort(e) // ends every wait still pending

@@ -85,7 +85,11 @@ function load(): Loaded {
     }
   }
   const suffix = `${platform}-${arch}-${isMusl() ? 'musl' : 'gnu'}`
-  const override = process.env.SHMQ_NATIVE_PATH ? 'SHMQ_NATIVE_PATH' : process.env.NAPI_RS_NATIVE_LIBRARY_PATH ? 'NAPI_RS_NATIVE_LIBRARY_PATH' : undefined
+  const override = process.env.SHMQ_NATIVE_PATH
+    ? 'SHMQ_NATIVE_PATH'
+    : process.env.NAPI_RS_NATIVE_LIBRARY_PATH
+      ? 'NAPI_RS_NATIVE_LIBRARY_PATH'
+      : undefined
   const candidates = override
     ? [resolve(process.env[override] as string)]
     : [join(__dirname, '..', '..', `shmq.${suffix}.node`), `shmq-${suffix}`]

@@ -56,7 +56,11 @@ function findUncloneable(value: unknown, seen: Set<object>): string | undefined 
   const tag = Object.prototype.toString.call(value).slice(8, -1)
   if (['WeakMap', 'WeakSet', 'WeakRef', 'Promise', 'SharedArrayBuffer'].includes(tag)) return `a ${tag}`
   const children: unknown[] =
-    value instanceof Map ? [...value.keys(), ...value.values()] : value instanceof Set ? [...value] : Object.values(value)
+    value instanceof Map
+      ? [...value.keys(), ...value.values()]
+      : value instanceof Set
+        ? [...value]
+        : Object.values(value)
   for (const child of children) {
     const found = findUncloneable(child, seen)
     if (found) return found

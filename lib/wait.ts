@@ -3,7 +3,7 @@
 // pending put/get of one end shares that single native wait.
 import { binding } from './binding'
 import { performance } from 'node:perf_hooks'
-import { ITEMS, SPACE } from './constants'
+import type { ITEMS, SPACE } from './constants'
 import { abortError, fromNative, ShmqError, type ShmqErrorCode } from './errors'
 
 /**
@@ -106,7 +106,13 @@ export class EventWatch {
   /** Blocks this thread for at most one wait slice (`timeoutMs`: any value >= 0, or undefined = no limit). */
   waitSync(seen: number, timeoutMs: number | undefined): void {
     const started = performance.now()
-    binding.endWaitSync(this.id, this.which, seen, timeoutMs === undefined ? -1 : chunk(timeoutMs), this.spinning ? SPIN_MICROS : 0)
+    binding.endWaitSync(
+      this.id,
+      this.which,
+      seen,
+      timeoutMs === undefined ? -1 : chunk(timeoutMs),
+      this.spinning ? SPIN_MICROS : 0,
+    )
     this.spinning = performance.now() - started < QUICK_MS
   }
 
@@ -142,7 +148,7 @@ export class EventWatch {
         if (--this.users === 0 && this.pending !== undefined) binding.endCancelWatch(this.id)
         finish()
       }
-      const onAbort = (): void => settle(() => reject(abortError(signal!)))
+      const onAbort = (): void => settle(() => reject(abortError(signal as AbortSignal)))
       pending.done.then(
         () => settle(() => resolve(true)),
         (e: unknown) => settle(() => reject(fromNative(e))),

@@ -24,12 +24,14 @@ export function held(got: Buffer | number): Held | number {
 // A finalizer that finds its end closed or gone has nothing left to do.
 // `owner` (the end's JS object) is held strongly while the hold is
 // registered, so an end is never collected (and closed) under an open hold.
-const unreleased = new FinalizationRegistry<{ owner: object; end: number; hold: number; lease: boolean }>(({ end, hold, lease }) => {
-  try {
-    if (lease) binding.endRelease(end, hold)
-    else binding.endAbort(end, hold)
-  } catch {}
-})
+const unreleased = new FinalizationRegistry<{ owner: object; end: number; hold: number; lease: boolean }>(
+  ({ end, hold, lease }) => {
+    try {
+      if (lease) binding.endRelease(end, hold)
+      else binding.endAbort(end, hold)
+    } catch {}
+  },
+)
 
 abstract class Hold {
   readonly #end: number

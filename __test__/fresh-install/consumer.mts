@@ -3,10 +3,10 @@
 import shmq, {
   createSharedMemoryPair,
   isSupported,
-  Lease,
-  Reservation,
+  type Lease,
+  type Reservation,
   ShmqError,
-  SharedMemoryReceiver,
+  type SharedMemoryReceiver,
   type QueueOptions,
   type ShmqErrorCode,
 } from 'shmq'

@@ -5,7 +5,7 @@ import {
   isSupported,
   QueueClosedError,
   SharedMemoryReceiver,
-  SharedMemorySender,
+  type SharedMemorySender,
   type AsyncWaitOptions,
   type ShmqErrorCode,
 } from 'shmq'
@@ -17,7 +17,9 @@ interface Frame {
 
 async function main(): Promise<void> {
   if (!isSupported()) return
-  const [tx, rx]: [SharedMemorySender<Frame>, SharedMemoryReceiver<Frame>] = createSharedMemoryPair<Frame>({ capacity: 4 })
+  const [tx, rx]: [SharedMemorySender<Frame>, SharedMemoryReceiver<Frame>] = createSharedMemoryPair<Frame>({
+    capacity: 4,
+  })
   const options: AsyncWaitOptions = { timeout: 100, signal: AbortSignal.timeout(1000) }
   await tx.put({ id: 1, pixels: new Uint8Array(4) }, options)
   const frame: Frame = await rx.get()

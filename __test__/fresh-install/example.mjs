@@ -23,7 +23,11 @@ if (process.argv[2] === 'child') {
   await tx.put(big)
   await tx.put({ nested: [new Uint16Array([65535])], text: 'héllo' })
   const reply = await rx.get({ timeout: 30000 })
-  const ok = reply.length === big.length && reply.digest === digest(big) && reply.value.nested[0][0] === 65535 && reply.value.text === 'héllo'
+  const ok =
+    reply.length === big.length &&
+    reply.digest === digest(big) &&
+    reply.value.nested[0][0] === 65535 &&
+    reply.value.text === 'héllo'
   console.log(ok ? 'import: ok' : `import: MISMATCH ${JSON.stringify(reply)}`)
   child.on('exit', (code) => process.exit(ok && code === 0 ? 0 : 1))
 }
