@@ -5,7 +5,7 @@ import { constants as bufferConstants } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import type { Readable, Writable } from 'node:stream'
 import { binding } from './lib/binding'
-import { decode, decodeCopy, decodeView, serialize, tagOf, TAG_STRING, TAG_V8, type Payload } from './lib/codec'
+import { decode, decodeCopy, decodeView, serialize, tagOf, type Payload } from './lib/codec'
 import {
   abortError,
   fromNative,
@@ -33,6 +33,8 @@ import {
   RECEIVER,
   SENDER,
   SPACE,
+  TAG_STRING,
+  TAG_V8,
 } from './lib/constants'
 import { held, heldMeta, Lease, Reservation } from './lib/zerocopy'
 

@@ -21,8 +21,6 @@ type TypedArrayConstructor =
 const TYPED_ARRAYS: readonly TypedArrayConstructor[] = TYPED_ARRAY_NAMES.map((name) => globalThis[name])
 const TYPED_TAG = new Map<string, number>(TYPED_ARRAY_NAMES.map((name, i) => [name, i + 1]))
 
-export { TAG_ARRAYBUFFER, TAG_BUFFER, TAG_DATAVIEW, TAG_STRING, TAG_V8 }
-
 /** A value as the addon takes it: raw bytes with their tag, a string, or v8 bytes. */
 export type Payload = ArrayBufferView | ArrayBuffer | string
 

@@ -41,11 +41,29 @@ const watches = new Map<number, Watch>()
 let nextToken = 1
 let referenced = 0
 
+/** Whether the native function keeps the loop alive now. */
+let nativeRef = false
+let unrefScheduled = false
+
 function count(watch: Watch, on: boolean): void {
   if (watch.counted === on) return
   watch.counted = on
   referenced += on ? 1 : -1
-  if (referenced === (on ? 1 : 0)) binding.watchRef(on)
+  if (referenced > 0 && !nativeRef) {
+    binding.watchRef(true)
+    nativeRef = true
+  } else if (referenced === 0 && nativeRef && !unrefScheduled) {
+    // Let go after this turn of the loop, not per wait: a busy stream waits
+    // and settles many times a turn.
+    unrefScheduled = true
+    setImmediate(() => {
+      unrefScheduled = false
+      if (referenced === 0 && nativeRef) {
+        binding.watchRef(false)
+        nativeRef = false
+      }
+    })
+  }
 }
 
 let initialized = false

@@ -3,7 +3,7 @@
 // detached (byteLength 0) once the hold ends; one collected unreleased is
 // released (or aborted) by its finalizer.
 import { binding } from './binding'
-import { TAG_BUFFER } from './codec'
+import { TAG_BUFFER } from './constants'
 import { native, outOfRange } from './errors'
 
 /** A hold the addon handed out: its number, codec tag and view. */

@@ -211,6 +211,7 @@ impl End {
 
     /// The event count, or 0 once the end is closed (the next attempt then
     /// reports the close). Read it before trying; wait while it is unchanged.
+    #[inline]
     pub fn event(&self, which: Which) -> u32 {
         self.queue
             .as_ref()
