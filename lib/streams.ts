@@ -1,8 +1,10 @@
 // Node streams over a queue: backpressure is the queue's own.
 import { Readable, Writable } from 'node:stream'
 
+const FOREVER = { timeout: Number.POSITIVE_INFINITY }
+
 interface Putter {
-  put(value: unknown): Promise<void>
+  put(value: unknown, options: typeof FOREVER): Promise<void>
   close(): void
 }
 
@@ -13,7 +15,8 @@ export function writableFor(sender: Putter): Writable {
     // The queue itself buffers: let the stream hold just one chunk.
     highWaterMark: 1,
     write(chunk: unknown, _encoding, callback) {
-      sender.put(chunk).then(() => callback(), callback)
+      // Streams wait as long as it takes, whatever the end's default timeout.
+      sender.put(chunk, FOREVER).then(() => callback(), callback)
     },
     final(callback) {
       sender.close()
@@ -28,7 +31,7 @@ export function writableFor(sender: Putter): Writable {
 }
 
 interface Getter {
-  get(): Promise<unknown>
+  get(options: typeof FOREVER): Promise<unknown>
   close(): void
 }
 
@@ -44,7 +47,7 @@ export function readableFor(receiver: Getter): Readable {
     // so destroying the stream never drops one already taken.
     highWaterMark: 0,
     read() {
-      receiver.get().then(
+      receiver.get(FOREVER).then(
         (value) => this.push(value),
         (e: unknown) => {
           if ((e as { code?: unknown }).code === 'ERR_SHMQ_CLOSED') this.push(null)

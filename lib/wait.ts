@@ -98,7 +98,11 @@ export class EventWatch {
   setRef(on: boolean): void {
     this.referenced = on
     for (const watch of watches.values()) if (watch.owner === this) count(watch, on)
+    for (const timer of this.timers) on ? timer.ref() : timer.unref()
   }
+
+  /** Timers of pending timed waits (they follow ref/unref too). */
+  private readonly timers = new Set<NodeJS.Timeout>()
 
   /** Current event count; read it before looking at the queue. */
   seen(): number {
@@ -159,7 +163,10 @@ export class EventWatch {
       const settle = (finish: () => void): void => {
         if (settled) return
         settled = true
-        if (timer !== undefined) clearTimeout(timer)
+        if (timer !== undefined) {
+          clearTimeout(timer)
+          this.timers.delete(timer)
+        }
         signal?.removeEventListener('abort', onAbort)
         // Nobody is waiting any more: end the native wait so it does not keep
         // the process alive.
@@ -174,6 +181,7 @@ export class EventWatch {
       if (timeoutMs !== undefined) {
         timer = setTimeout(() => settle(() => resolve(false)), chunk(timeoutMs))
         if (!this.referenced) timer.unref()
+        this.timers.add(timer)
       }
       signal?.addEventListener('abort', onAbort, { once: true })
     })
@@ -181,8 +189,12 @@ export class EventWatch {
 
   /** One native watch: settles (null) once the event moves past `seen` or the watch is cancelled. */
   private watchNative(seen: number): Promise<[string, string] | null> {
-    const token = nextToken
-    nextToken = nextToken === 0xffffffff ? 1 : nextToken + 1
+    // A token still pending (after 2^32 waits) is never handed out again.
+    let token: number
+    do {
+      token = nextToken
+      nextToken = nextToken === 0xffffffff ? 1 : nextToken + 1
+    } while (watches.has(token))
     init()
     return new Promise((settle) => {
       if (!binding.endWatch(this.id, this.which, seen, token)) return settle(null)

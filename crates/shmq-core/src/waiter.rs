@@ -59,8 +59,9 @@ impl Job {
 struct Shared {
     incoming: Mutex<Vec<Job>>,
     doorbell: AtomicU32,
-    /// Bumped at the start of every round of the thread.
-    rounds: AtomicU32,
+    /// The doorbell value the thread's last round had read before sorting
+    /// its jobs: a round that read a ticket has seen every cancel rung with it.
+    handled: AtomicU32,
     started: Mutex<bool>,
 }
 
@@ -69,15 +70,17 @@ fn shared() -> &'static Shared {
     SHARED.get_or_init(|| Shared {
         incoming: Mutex::new(Vec::new()),
         doorbell: AtomicU32::new(0),
-        rounds: AtomicU32::new(0),
+        handled: AtomicU32::new(0),
         started: Mutex::new(false),
     })
 }
 
-fn ring() {
+/// Rings the doorbell; returns the ticket (the doorbell's new value).
+fn ring() -> u32 {
     let s = shared();
-    s.doorbell.fetch_add(1, SeqCst);
+    let ticket = s.doorbell.fetch_add(1, SeqCst).wrapping_add(1);
     futex::wake(&s.doorbell, 1, false);
+    ticket
 }
 
 /// One end's watches: cancelling ends every watch it submitted so far.
@@ -133,11 +136,12 @@ impl Waiter {
         ring();
     }
 
-    /// Ends every pending watch soon (they resolve; JS finds nothing to do).
-    pub fn cancel(&mut self) {
+    /// Ends every pending watch soon (they complete; the caller finds
+    /// nothing to do). Returns the doorbell ticket that carries the cancel.
+    pub fn cancel(&mut self) -> u32 {
         self.cancelled.store(true, SeqCst);
         self.cancelled = Arc::new(AtomicBool::new(false));
-        ring();
+        ring()
     }
 
     /// `cancel`, then waits (briefly) until the thread has let go of every
@@ -145,18 +149,22 @@ impl Waiter {
     /// its queue itself, on its JS thread, before the process may exit.
     pub fn settle(&mut self) {
         let s = shared();
-        let start = s.rounds.load(SeqCst);
-        self.cancel();
+        let ticket = self.cancel();
         if !*s.started.lock().unwrap_or_else(|p| p.into_inner()) {
             return;
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(100);
-        while s.rounds.load(SeqCst) == start {
+        loop {
+            let handled = s.handled.load(SeqCst);
+            // Wrapping: handled is at or past the ticket.
+            if handled.wrapping_sub(ticket) as i32 >= 0 {
+                break;
+            }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
                 break;
             }
-            futex::wait(&s.rounds, start, Some(left), false);
+            futex::wait(&s.handled, handled, Some(left), false);
         }
     }
 }
@@ -171,10 +179,7 @@ fn run() {
     let s = shared();
     let mut active: Vec<Job> = Vec::new();
     loop {
-        // Every reference the last round held to a queue is gone: tell
-        // `Waiter::settle`, so the queue's last reference drops on its JS thread.
-        s.rounds.fetch_add(1, SeqCst);
-        futex::wake(&s.rounds, i32::MAX as u32, false);
+        // Read before sorting the jobs: every cancel rung up to `bell` is seen.
         let bell = s.doorbell.load(SeqCst);
         active.append(&mut s.incoming.lock().unwrap_or_else(|p| p.into_inner()));
         // Completing drops the job (and a binding's hold on its event loop).
@@ -183,6 +188,11 @@ fn run() {
         for job in done {
             (job.done)(Ok(()));
         }
+        // The last round's references to queues are gone and cancelled jobs
+        // are done: tell `Waiter::settle`, so a queue's last reference drops
+        // on its JS thread.
+        s.handled.store(bell, SeqCst);
+        futex::wake(&s.handled, i32::MAX as u32, false);
         if active.is_empty() {
             futex::wait(&s.doorbell, bell, None, false);
             continue;
