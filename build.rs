@@ -7,7 +7,7 @@
 mod protocol;
 
 use shmq_core::codec::{
-    TAG_ARRAYBUFFER, TAG_BUFFER, TAG_DATAVIEW, TAG_STRING, TAG_V8, TYPED_ARRAYS,
+    TAG_ARRAYBUFFER, TAG_BUFFER, TAG_DATAVIEW, TAG_PICKLE, TAG_STRING, TAG_V8, TYPED_ARRAYS,
 };
 use shmq_core::layout::{DEFAULT_CAPACITY, DEFAULT_SLOT_SIZE, MAX_CAPACITY, MAX_SLOT_SIZE};
 use std::fmt::Write;
@@ -25,6 +25,7 @@ fn main() {
         ("TAG_ARRAYBUFFER", TAG_ARRAYBUFFER),
         ("TAG_STRING", TAG_STRING),
         ("TAG_V8", TAG_V8),
+        ("TAG_PICKLE", TAG_PICKLE),
         ("DEFAULT_CAPACITY", DEFAULT_CAPACITY),
         ("MAX_CAPACITY", MAX_CAPACITY),
         ("DEFAULT_SLOT_SIZE", DEFAULT_SLOT_SIZE),
@@ -36,6 +37,7 @@ fn main() {
         ("RECEIVER", protocol::RECEIVER),
         ("ITEMS", protocol::ITEMS),
         ("SPACE", protocol::SPACE),
+        ("TAG_RADIX", protocol::TAG_RADIX),
     ] {
         number(name, f64::from(value));
     }

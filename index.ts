@@ -33,6 +33,7 @@ import {
   RECEIVER,
   SENDER,
   SPACE,
+  TAG_RADIX,
   TAG_STRING,
   TAG_V8,
 } from './lib/constants'
@@ -117,6 +118,15 @@ function waitDeadline(options: WaitOptions | undefined): number | undefined {
   }
   const deadline = performance.now() + timeout
   return Number.isFinite(deadline) ? deadline : undefined
+}
+
+/** A message that cannot become a value here: consumed, with the reason. */
+function undecodable(e: unknown): ShmqError {
+  if (e instanceof ShmqError) return e
+  return new ShmqError(
+    'ERR_SHMQ_INVALID',
+    `a message could not be decoded (corrupt segment?): ${String(e)}; it was dropped`,
+  )
 }
 
 function checkEndOptions(options: EndOptions | undefined): void {
@@ -572,10 +582,7 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
             : decodeCopy(tag, manyOut.subarray(at), length)) as T,
         )
       } catch (e) {
-        bad ??= new ShmqError(
-          'ERR_SHMQ_INVALID',
-          `a message could not be decoded (corrupt segment?): ${String(e)}; it was dropped`,
-        )
+        bad ??= undecodable(e)
       }
       if (tag >= 0) at += length
     }
@@ -610,7 +617,7 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
         // Not decodable (corrupt, or a v8 format this Node cannot read): the
         // message is dropped with an error, and its slot goes back.
         native(() => binding.endRelease(this.id, got.hold))
-        throw new ShmqError('ERR_SHMQ_INVALID', `a message could not be decoded (corrupt segment?): ${String(e)}`)
+        throw undecodable(e)
       }
       return new Lease<T>(this, this.id, got, value)
     }
@@ -635,7 +642,8 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
       next: async () => {
         if (done) return { done: true, value: undefined }
         try {
-          return { done: false, value: await this.get({ signal: stop.signal }) }
+          // Iteration waits as long as it takes, whatever the end's default timeout.
+          return { done: false, value: await this.get({ signal: stop.signal, timeout: Number.POSITIVE_INFINITY }) }
         } catch (e) {
           // Cancelled by return(), or the queue closed and drained: the end.
           if (done || e instanceof QueueClosedError) return finish()
@@ -678,12 +686,12 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
     if (got === GET_CLOSED) throw new QueueClosedError('every sender has closed and the queue is drained')
     try {
       if (typeof got === 'number') {
-        const tag = got % 16
-        return decodeCopy(tag, scratch, (got - tag) / 16) as T
+        const tag = got % TAG_RADIX
+        return decodeCopy(tag, scratch, (got - tag) / TAG_RADIX) as T
       }
       return decode(binding.endLastTag(this.id), got) as T
     } catch (e) {
-      throw new ShmqError('ERR_SHMQ_INVALID', `a message could not be decoded (corrupt segment?): ${String(e)}`)
+      throw undecodable(e)
     }
   }
 }

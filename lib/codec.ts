@@ -1,8 +1,16 @@
 // Values <-> (tag, bytes). Raw binary travels as is, strings as UTF-8, the
 // rest as v8.serialize output. Tags come from Rust (lib/constants.ts).
 import * as v8 from 'node:v8'
-import { TAG_ARRAYBUFFER, TAG_BUFFER, TAG_DATAVIEW, TAG_STRING, TAG_V8, TYPED_ARRAY_NAMES } from './constants'
-import { NotCloneableError } from './errors'
+import {
+  TAG_ARRAYBUFFER,
+  TAG_BUFFER,
+  TAG_DATAVIEW,
+  TAG_PICKLE,
+  TAG_STRING,
+  TAG_V8,
+  TYPED_ARRAY_NAMES,
+} from './constants'
+import { NotCloneableError, ShmqError } from './errors'
 
 type TypedArrayConstructor =
   | typeof Uint8Array
@@ -67,8 +75,18 @@ function findUncloneable(value: unknown, seen: Set<object>): string | undefined 
 }
 
 /** A message the addon returned as a Buffer that owns its whole ArrayBuffer. */
+/** A message only another runtime can decode: an error that names its kind. */
+function foreign(tag: number): ShmqError {
+  const kind = tag === TAG_PICKLE ? 'a Python pickle' : `a value of unknown tag ${tag}`
+  return new ShmqError(
+    'ERR_SHMQ_FOREIGN_VALUE',
+    `the message is ${kind}, which only its own runtime can decode; it was consumed`,
+  )
+}
+
 export function decode(tag: number, data: Buffer): unknown {
   if (tag === TAG_BUFFER) return data
+  if (tag >= TAG_PICKLE) throw foreign(tag)
   if (tag === TAG_V8) return v8.deserialize(data)
   return decodeOwn(tag, data.buffer as ArrayBuffer)
 }
@@ -81,6 +99,7 @@ function decodeOwn(tag: number, data: ArrayBuffer): unknown {
 
 /** A message the addon copied into `scratch[0, length)`: copy it into a value of its own. */
 export function decodeCopy(tag: number, scratch: Buffer, length: number): unknown {
+  if (tag >= TAG_PICKLE) throw foreign(tag)
   if (tag === TAG_BUFFER) {
     const out = Buffer.allocUnsafe(length)
     scratch.copy(out, 0, 0, length)
@@ -96,6 +115,7 @@ export function decodeCopy(tag: number, scratch: Buffer, length: number): unknow
 
 /** A message seen in place (a lease): raw types as views of `view`'s memory. */
 export function decodeView(tag: number, view: Buffer): unknown {
+  if (tag >= TAG_PICKLE) throw foreign(tag)
   if (tag === TAG_BUFFER) return view
   // Copies: a string, or a value v8.deserialize might keep views into.
   if (tag === TAG_STRING) return view.toString('utf8')

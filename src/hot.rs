@@ -178,7 +178,8 @@ unsafe extern "C" fn get(env: sys::napi_env, info: sys::napi_callback_info) -> s
                         ptr::copy_nonoverlapping(bytes.as_ptr(), scratch.ptr.cast_mut(), room);
                         sys::napi_create_double(
                             env,
-                            (bytes.len() * 16) as f64 + f64::from(tag),
+                            bytes.len() as f64 * f64::from(crate::protocol::TAG_RADIX)
+                                + f64::from(tag),
                             &mut out,
                         )
                     }

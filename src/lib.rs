@@ -270,13 +270,14 @@ pub fn end_size(id: u32) -> Result<f64> {
 /// `{ put(id, tag, bytes), putString(id, string), get(id, scratch) }`:
 /// put returns PUT_DONE, PUT_FULL or PUT_CLOSED (no receiver left). get
 /// returns the next message: a string message as a string; a binary one of at
-/// most `scratch.length` bytes copied into `scratch`, as `length * 16 + tag`;
+/// most `scratch.length` bytes copied into `scratch`, as `length * TAG_RADIX + tag`;
 /// a larger one as a Buffer that owns its whole ArrayBuffer (tag from
 /// `endLastTag`); GET_EMPTY / GET_CLOSED when there is none. That Buffer is
-/// malloc'd without zero-filling (`napi_create_buffer_copy`): V8 frees it as
-/// soon as it is garbage, so large messages land in memory malloc has already
-/// faulted in (external or pooled buffers, freed only by finalizers, were
-/// measured slower).
+/// allocated uninitialized by Node (`napi_create_buffer`) and filled here
+/// (`copy_releasing`: from 64 MiB up without keeping the shared pages
+/// mapped); V8 frees it as soon as it is garbage, so large messages land in
+/// memory malloc has already faulted in (external or pooled buffers, freed
+/// only by finalizers, were measured slower).
 #[napi(
     ts_return_type = "{ put(id: number, tag: number, bytes: ArrayBufferView | ArrayBuffer): number; putString(id: number, value: string): number; get(id: number, scratch: Uint8Array): Buffer | string | number }"
 )]

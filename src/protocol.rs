@@ -12,6 +12,8 @@ pub const GET_CLOSED: f64 = -2.0;
 /// Roles for `attachQueue`.
 pub const SENDER: u32 = 0;
 pub const RECEIVER: u32 = 1;
+/// A small message comes back from the hot `get` as `length * TAG_RADIX + tag`.
+pub const TAG_RADIX: u32 = 32;
 /// Event counters: messages arrived, space freed.
 pub const ITEMS: u32 = 0;
 pub const SPACE: u32 = 1;

@@ -23,14 +23,16 @@ pub const TAG_DATAVIEW: u32 = 12;
 pub const TAG_ARRAYBUFFER: u32 = 13;
 /// UTF-8 bytes, delivered as a string.
 pub const TAG_STRING: u32 = 14;
-/// A value serialized by the sender's runtime (V8's `serialize`).
+/// A value serialized by V8's `serialize` (a Node.js sender).
 pub const TAG_V8: u32 = 15;
+/// A value pickled (protocol 5) by a Python sender.
+pub const TAG_PICKLE: u32 = 16;
 
 /// True if `len` bytes can be a message with this tag.
 pub fn valid(tag: u32, len: u64) -> bool {
     let element = match tag {
         1..=11 => TYPED_ARRAYS[tag as usize - 1].1,
-        TAG_BUFFER | TAG_DATAVIEW | TAG_ARRAYBUFFER | TAG_STRING | TAG_V8 => 1,
+        TAG_BUFFER | TAG_DATAVIEW | TAG_ARRAYBUFFER | TAG_STRING | TAG_V8 | TAG_PICKLE => 1,
         _ => return false,
     };
     len.is_multiple_of(element)
@@ -44,9 +46,10 @@ mod tests {
     fn rejects_unknown_tags_and_ragged_lengths() {
         assert!(valid(0, 7));
         assert!(valid(15, 0));
+        assert!(valid(16, 3));
         assert!(valid(9, 16));
         assert!(!valid(9, 12));
-        assert!(!valid(16, 8));
+        assert!(!valid(17, 8));
         assert!(!valid(u32::MAX, 0));
     }
 }

@@ -253,6 +253,12 @@ impl End {
         }
     }
 
+    /// Takes part now rather than at first use: a created end then keeps its
+    /// side open (the other side does not see it closed) until it closes.
+    pub fn join(&mut self) -> Result<(), ShmqError> {
+        self.take_part().map(drop)
+    }
+
     fn take_part(&mut self) -> Result<(Arc<Queue>, Member), ShmqError> {
         let q = self.queue()?.clone();
         match self.member {
@@ -700,6 +706,24 @@ impl End {
         }
     }
 
+    /// In a child forked with this end in its memory: lets go of the copy's
+    /// descriptors and mappings without touching the queue. The parent still
+    /// owns the end (its row, locks and segments): closing a copied
+    /// descriptor keeps the parent's open-file-description locks, while
+    /// `close` would unlock them (a lock belongs to the description, which
+    /// fork shares) and leave the parent's row.
+    pub fn forsake(mut self) {
+        if let Some(q) = self.queue.take() {
+            q.forsake();
+        }
+        self.member = None;
+        self.pending = None;
+        self.holds.clear();
+        // Dropping the copies only unmaps and closes (no hand-back, no unlink).
+        self.pool = Pool::default();
+        self.cache = Cache::default();
+    }
+
     /// Stops taking part and returns the mapping; the last live end out
     /// removes the queue (`Queue::drop`). Idempotent.
     pub fn close(&mut self) {
@@ -727,6 +751,14 @@ impl End {
         }
         drop(q);
         release_lingering(false);
+    }
+}
+
+/// `End::forsake` for the queues this process kept lingering, in a child
+/// forked with them in its memory (they are the parent's).
+pub fn forsake_lingering() {
+    for (_, q) in lingering().drain(..) {
+        q.forsake();
     }
 }
 

@@ -16,6 +16,9 @@ pub enum Code {
     TooLarge,
     /// A value the binding cannot encode.
     NotCloneable,
+    /// A value only another runtime can decode (a pickle in Node.js, a
+    /// V8-serialized value in Python); the message is consumed.
+    ForeignValue,
     /// No such queue (or it was closed by all its ends).
     NotFound,
     /// Bad input, or shared memory that is not a valid queue.
@@ -29,12 +32,13 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 10] = [
+    pub const ALL: [Code; 11] = [
         Code::Full,
         Code::Empty,
         Code::Closed,
         Code::TooLarge,
         Code::NotCloneable,
+        Code::ForeignValue,
         Code::NotFound,
         Code::Invalid,
         Code::NoSpace,
@@ -49,6 +53,7 @@ impl Code {
             Code::Closed => "ERR_SHMQ_CLOSED",
             Code::TooLarge => "ERR_SHMQ_TOO_LARGE",
             Code::NotCloneable => "ERR_SHMQ_NOT_CLONEABLE",
+            Code::ForeignValue => "ERR_SHMQ_FOREIGN_VALUE",
             Code::NotFound => "ERR_SHMQ_NOT_FOUND",
             Code::Invalid => "ERR_SHMQ_INVALID",
             Code::NoSpace => "ERR_SHMQ_NO_SPACE",

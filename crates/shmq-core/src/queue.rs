@@ -856,6 +856,14 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// This object is a fork child's copy of its parent's: dropping it only
+    /// unmaps and closes (see `End::forsake`).
+    pub fn forsake(&self) {
+        self.took_part.store(false, Relaxed);
+    }
+}
+
 impl Drop for Queue {
     /// Drops this object's locks, and removes the queue if nobody is left.
     fn drop(&mut self) {

@@ -1,0 +1,464 @@
+//! shmq for Python: shmq-core bound with PyO3. Blocking calls release the
+//! GIL while they wait; values are encoded with the tags every binding
+//! shares (`shmq_core::codec`), so a Node.js process can be the other end.
+
+use pyo3::exceptions::{PyBrokenPipeError, PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyString};
+use shmq_core::codec::{TAG_BUFFER, TAG_PICKLE, TAG_STRING};
+use shmq_core::waiter::Which;
+use shmq_core::{sync, Code, End, Got, Put, Role, ShmqError};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pyo3::create_exception!(
+    _shmq,
+    ForeignValueError,
+    PyTypeError,
+    "A message only another runtime can decode (a V8-serialized value); it was consumed."
+);
+pyo3::create_exception!(
+    _shmq,
+    ShmqOSError,
+    PyOSError,
+    "An operating-system failure, a queue that is gone, or shared memory that is not a shmq queue."
+);
+
+/// How long a blocking call spins before it sleeps (the other side is often
+/// microseconds away).
+const SPIN_MICROS: u32 = 50;
+
+fn error(py: Python<'_>, e: ShmqError) -> PyErr {
+    let message = format!("{} ({})", e.message, e.code.as_str());
+    match e.code {
+        Code::Closed => PyBrokenPipeError::new_err(message),
+        Code::TooLarge | Code::Invalid => PyValueError::new_err(message),
+        Code::ForeignValue => ForeignValueError::new_err(message),
+        Code::Full => queue_error(py, "Full", message),
+        Code::Empty => queue_error(py, "Empty", message),
+        _ => ShmqOSError::new_err(message),
+    }
+}
+
+/// `queue.Full` / `queue.Empty`, as `multiprocessing` and py-sharedmemory raise.
+fn queue_error(py: Python<'_>, name: &str, message: String) -> PyErr {
+    match py.import("queue").and_then(|m| m.getattr(name)) {
+        Ok(class) => PyErr::from_type(class.downcast_into().expect("a class"), message),
+        Err(e) => e,
+    }
+}
+
+fn closed() -> PyErr {
+    PyBrokenPipeError::new_err("this end is closed")
+}
+
+/// A deadline from `block` and `timeout` (seconds, None = no limit).
+fn deadline(block: bool, timeout: Option<f64>) -> PyResult<Option<Instant>> {
+    match (block, timeout) {
+        (false, _) => Ok(Some(Instant::now())),
+        (true, None) => Ok(None),
+        (true, Some(t)) if t >= 0.0 => Ok(Duration::try_from_secs_f64(t)
+            .ok()
+            .and_then(|d| Instant::now().checked_add(d))),
+        (true, Some(_)) => Err(PyValueError::new_err(
+            "'timeout' must be a non-negative number",
+        )),
+    }
+}
+
+/// Bumped in a forked child (`os.register_at_fork`): ends made before are
+/// the parent's copies.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// In a forked child: the parent's ends and lingering queues are copies to
+/// let go of without touching the queues (see `End::forsake`).
+#[pyfunction]
+fn _after_fork_in_child() {
+    GENERATION.fetch_add(1, SeqCst);
+    shmq_core::end::forsake_lingering();
+}
+
+/// Every end this process opened, so the interpreter's exit closes them
+/// (the last end out removes the queue) and releases lingering queues.
+static OPEN: Mutex<Vec<std::sync::Weak<Inner>>> = Mutex::new(Vec::new());
+
+#[pyfunction]
+fn _close_all_at_exit() {
+    let open = std::mem::take(&mut *OPEN.lock().unwrap_or_else(|p| p.into_inner()));
+    for inner in open.iter().filter_map(std::sync::Weak::upgrade) {
+        inner.close();
+    }
+    shmq_core::end::release_lingering(true);
+}
+
+struct State {
+    end: Option<End>,
+    generation: u64,
+}
+
+/// One end, shared by the Python object's methods (released while waiting).
+struct Inner {
+    state: Mutex<State>,
+    handle: String,
+    role: Role,
+}
+
+impl Inner {
+    fn new(end: End, role: Role) -> Arc<Inner> {
+        let inner = Arc::new(Inner {
+            handle: end.info.handle.clone(),
+            role,
+            state: Mutex::new(State {
+                end: Some(end),
+                generation: GENERATION.load(SeqCst),
+            }),
+        });
+        let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|w| w.strong_count() > 0);
+        open.push(Arc::downgrade(&inner));
+        inner
+    }
+
+    /// The end, re-attached in a forked child (the inherited one is the
+    /// parent's); `closed` once closed.
+    fn lock(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, State>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = GENERATION.load(SeqCst);
+        if state.generation != now {
+            state.generation = now;
+            if let Some(inherited) = state.end.take() {
+                inherited.forsake();
+                state.end = Some(End::attach(&self.handle, self.role).map_err(|e| error(py, e))?);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Runs `attempt` until it gives a value, waiting for `which` between
+    /// tries with the GIL released; `timed_out` when the deadline passes.
+    fn retry<T>(
+        &self,
+        py: Python<'_>,
+        which: Which,
+        deadline: Option<Instant>,
+        timed_out: Code,
+        mut attempt: impl FnMut(&mut End) -> Result<Option<T>, ShmqError>,
+    ) -> PyResult<T> {
+        let mut spin = SPIN_MICROS;
+        loop {
+            let seen = {
+                let mut state = self.lock(py)?;
+                let end = state.end.as_mut().ok_or_else(closed)?;
+                let seen = end.event(which);
+                if let Some(value) = attempt(end).map_err(|e| error(py, e))? {
+                    return Ok(value);
+                }
+                seen
+            };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                let what = if timed_out == Code::Full {
+                    "no space became free in time"
+                } else {
+                    "no message arrived in time"
+                };
+                return Err(error(py, ShmqError::new(timed_out, what.into())));
+            }
+            // Wait with the GIL released: other Python threads run meanwhile.
+            py.allow_threads(|| {
+                let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(end) = state.end.as_ref() {
+                    // One slice at most, so signals (Ctrl-C) are seen.
+                    let slice = sync::next_slice(deadline, Duration::from_millis(100));
+                    let until = slice.map(|s| Instant::now() + s);
+                    end.wait(which, seen, until, spin);
+                }
+            });
+            spin = 0;
+            py.check_signals()?;
+        }
+    }
+
+    fn closed(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .end
+            .is_none()
+    }
+
+    fn close(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(mut end) = state.end.take() {
+            if state.generation == GENERATION.load(SeqCst) {
+                end.close();
+            } else {
+                end.forsake();
+            }
+        }
+    }
+}
+
+/// The bytes of a value and its tag: raw bytes as they are, str as UTF-8,
+/// anything else pickled (protocol 5).
+fn encode(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<(u32, Vec<u8>)> {
+    if let Ok(b) = value.downcast::<PyBytes>() {
+        return Ok((TAG_BUFFER, b.as_bytes().to_vec()));
+    }
+    if let Ok(s) = value.downcast::<PyString>() {
+        return Ok((TAG_STRING, s.to_cow()?.as_bytes().to_vec()));
+    }
+    if let Ok(b) = value.downcast::<PyByteArray>() {
+        return Ok((TAG_BUFFER, b.to_vec()));
+    }
+    if value.is_instance_of::<pyo3::types::PyMemoryView>() {
+        let bytes = value.call_method0("tobytes")?;
+        return Ok((TAG_BUFFER, bytes.downcast::<PyBytes>()?.as_bytes().to_vec()));
+    }
+    let pickled = py.import("pickle")?.call_method1("dumps", (value, 5))?;
+    Ok((
+        TAG_PICKLE,
+        pickled.downcast::<PyBytes>()?.as_bytes().to_vec(),
+    ))
+}
+
+/// A value from a message's tag and bytes.
+fn decode(py: Python<'_>, tag: u32, bytes: &[u8]) -> PyResult<PyObject> {
+    match tag {
+        TAG_STRING => Ok(PyString::new(py, std::str::from_utf8(bytes)?).into_any().unbind()),
+        TAG_PICKLE => Ok(py.import("pickle")?.call_method1("loads", (PyBytes::new(py, bytes),))?.unbind()),
+        // Node's Buffer, ArrayBuffer, DataView and byte arrays are bytes.
+        TAG_BUFFER | 1..=3 | 12 | 13 => Ok(PyBytes::new(py, bytes).into_any().unbind()),
+        4..=11 => {
+            // A typed array (`TYPED_ARRAYS[tag - 1]`: Uint16Array ...
+            // BigUint64Array): a memoryview of its element format.
+            let format = ["H", "h", "I", "i", "f", "d", "q", "Q"][tag as usize - 4];
+            let view = py.import("builtins")?.getattr("memoryview")?.call1((PyBytes::new(py, bytes),))?;
+            Ok(view.call_method1("cast", (format,))?.unbind())
+        }
+        _ => Err(ForeignValueError::new_err(
+            "the message is a value serialized by V8 (a Node.js object), which only Node.js can decode; it was consumed",
+        )),
+    }
+}
+
+/// The sending end of a queue.
+#[pyclass(module = "shmq._shmq")]
+struct SharedMemorySender {
+    inner: Arc<Inner>,
+}
+
+#[pymethods]
+impl SharedMemorySender {
+    /// Opens the queue named by `handle` (from either end, in any process or
+    /// runtime) as a sender.
+    #[staticmethod]
+    fn attach(py: Python<'_>, handle: &str) -> PyResult<Self> {
+        let end = End::attach(handle, Role::Sender).map_err(|e| error(py, e))?;
+        Ok(SharedMemorySender {
+            inner: Inner::new(end, Role::Sender),
+        })
+    }
+
+    /// The queue's name: pass it to another process and attach it there.
+    #[getter]
+    fn handle(&self) -> &str {
+        &self.inner.handle
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.closed()
+    }
+
+    /// Enqueues `obj`; waits for space (GIL released) unless `block` is
+    /// false; raises `queue.Full` after `timeout` seconds.
+    #[pyo3(signature = (obj, block = true, timeout = None))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        obj: &Bound<'_, PyAny>,
+        block: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
+        let (tag, bytes) = encode(py, obj)?;
+        let deadline = deadline(block, timeout)?;
+        self.inner
+            .retry(py, Which::Space, deadline, Code::Full, |end| {
+                match end.put(tag, &bytes)? {
+                    Put::Done => Ok(Some(())),
+                    Put::Full => Ok(None),
+                    Put::Closed => Err(ShmqError::new(
+                        Code::Closed,
+                        "no receiver is left on this queue".into(),
+                    )),
+                }
+            })
+    }
+
+    fn put_nowait(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.put(py, obj, false, None)
+    }
+
+    /// Waits until a receiver has taken every message this sender put;
+    /// False if `timeout` seconds pass first.
+    #[pyo3(signature = (timeout = None))]
+    fn wait_for_all_ack(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let deadline = deadline(true, timeout)?;
+        match self
+            .inner
+            .retry(py, Which::Items, deadline, Code::Full, |end| {
+                Ok((end.unacked() == 0).then_some(()))
+            }) {
+            Ok(()) => Ok(true),
+            Err(e) if e.get_type(py).name()? == "Full" => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(&self, _t: PyObject, _v: PyObject, _tb: PyObject) {
+        self.close();
+    }
+
+    /// Pickles to its handle: `multiprocessing` children attach the queue.
+    fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<(PyObject, (String,))> {
+        let attach = slf.getattr("attach")?.unbind();
+        Ok((attach, (slf.borrow().inner.handle.clone(),)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("SharedMemorySender({:?})", self.inner.handle)
+    }
+}
+
+impl Drop for SharedMemorySender {
+    fn drop(&mut self) {
+        self.inner.close();
+    }
+}
+
+/// The receiving end of a queue.
+#[pyclass(module = "shmq._shmq")]
+struct SharedMemoryReceiver {
+    inner: Arc<Inner>,
+}
+
+#[pymethods]
+impl SharedMemoryReceiver {
+    #[staticmethod]
+    fn attach(py: Python<'_>, handle: &str) -> PyResult<Self> {
+        let end = End::attach(handle, Role::Receiver).map_err(|e| error(py, e))?;
+        Ok(SharedMemoryReceiver {
+            inner: Inner::new(end, Role::Receiver),
+        })
+    }
+
+    #[getter]
+    fn handle(&self) -> &str {
+        &self.inner.handle
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.closed()
+    }
+
+    /// The next message; waits (GIL released) unless `block` is false;
+    /// raises `queue.Empty` after `timeout` seconds, `BrokenPipeError` once
+    /// every sender has closed and the queue is drained.
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn get(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<PyObject> {
+        let deadline = deadline(block, timeout)?;
+        let (tag, bytes) = self
+            .inner
+            .retry(py, Which::Items, deadline, Code::Empty, |end| {
+                match end.get(|tag, bytes| (tag, bytes.to_vec()))? {
+                    Got::Message(m) => Ok(Some(m)),
+                    Got::Empty => Ok(None),
+                    Got::Closed => Err(ShmqError::new(
+                        Code::Closed,
+                        "every sender has closed and the queue is drained".into(),
+                    )),
+                }
+            })?;
+        decode(py, tag, &bytes)
+    }
+
+    fn get_nowait(&self, py: Python<'_>) -> PyResult<PyObject> {
+        self.get(py, false, None)
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __exit__(&self, _t: PyObject, _v: PyObject, _tb: PyObject) {
+        self.close();
+    }
+
+    fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<(PyObject, (String,))> {
+        let attach = slf.getattr("attach")?.unbind();
+        Ok((attach, (slf.borrow().inner.handle.clone(),)))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("SharedMemoryReceiver({:?})", self.inner.handle)
+    }
+}
+
+impl Drop for SharedMemoryReceiver {
+    fn drop(&mut self) {
+        self.inner.close();
+    }
+}
+
+/// Creates a queue in shared memory; returns its (sender, receiver).
+#[pyfunction]
+#[pyo3(signature = (capacity = shmq_core::layout::DEFAULT_CAPACITY, slot_size = shmq_core::layout::DEFAULT_SLOT_SIZE, max_message_size = 1u64 << 32))]
+fn create_shared_memory_pair(
+    py: Python<'_>,
+    capacity: u32,
+    slot_size: u32,
+    max_message_size: u64,
+) -> PyResult<(SharedMemorySender, SharedMemoryReceiver)> {
+    let (mut tx, mut rx) =
+        End::create_pair(capacity, slot_size, max_message_size).map_err(|e| error(py, e))?;
+    // As in py-sharedmemory (and multiprocessing), both ends are real from
+    // the start: a side stays open while the creator's end of it is open,
+    // however late the other processes attach.
+    tx.join()
+        .and_then(|()| rx.join())
+        .map_err(|e| error(py, e))?;
+    Ok((
+        SharedMemorySender {
+            inner: Inner::new(tx, Role::Sender),
+        },
+        SharedMemoryReceiver {
+            inner: Inner::new(rx, Role::Receiver),
+        },
+    ))
+}
+
+#[pymodule]
+fn _shmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(create_shared_memory_pair, m)?)?;
+    m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
+    m.add_function(wrap_pyfunction!(_close_all_at_exit, m)?)?;
+    m.add_class::<SharedMemorySender>()?;
+    m.add_class::<SharedMemoryReceiver>()?;
+    m.add("ForeignValueError", m.py().get_type::<ForeignValueError>())?;
+    m.add("ShmqOSError", m.py().get_type::<ShmqOSError>())?;
+    Ok(())
+}
