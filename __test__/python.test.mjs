@@ -34,7 +34,7 @@ run(
 rx = shmq.SharedMemoryReceiver.attach(sys.argv[1])
 for _ in range(4):
     v = rx.get(timeout=20)
-    print(type(v).__name__, v.tolist() if isinstance(v, memoryview) else v)
+    print(type(v).__name__, v.tolist() if hasattr(v, "tolist") else v, getattr(v, "dtype", ""))
 try:
     rx.get(timeout=20)
 except shmq.ForeignValueError as e:
@@ -55,10 +55,10 @@ print("after", rx.get(timeout=20))`,
     const { code, stdout, stderr } = await done
     t.is(code, 0, stderr)
     t.deepEqual(stdout.trim().split('\n'), [
-      "bytes b'raw'",
-      'str héllo',
-      'memoryview [1.5, -2.0]',
-      'memoryview [7, 8]',
+      "bytes b'raw' ",
+      'str héllo ',
+      'ndarray [1.5, -2.0] float64',
+      'ndarray [7, 8] int32',
       'foreign True',
       'after last',
     ])
@@ -87,6 +87,83 @@ tx.wait_for_all_ack(timeout=20)`,
     t.is(code, 0, stderr)
     await t.throwsAsync(rx.get({ timeout: 20_000 }), { instanceOf: QueueClosedError })
     rx.close()
+  },
+)
+
+run('a NumPy array of any shape reaches Node as the typed array of its C-order elements', async (t) => {
+  const [tx, rx] = createSharedMemoryPair({ capacity: 4 })
+  const done = py(
+    `import sys, numpy as np, shmq
+tx = shmq.SharedMemorySender.attach(sys.argv[1])
+tx.put(np.arange(6, dtype=np.float32).reshape(2, 3))
+tx.put(np.arange(4, dtype=np.uint16)[::-1])
+tx.put(np.full((1024, 1024), 3, dtype=np.int64))
+tx.wait_for_all_ack(timeout=20)`,
+    [rx.handle],
+  )
+  tx.close()
+  const a = await rx.get({ timeout: 20_000 })
+  t.true(a instanceof Float32Array)
+  t.deepEqual([...a], [0, 1, 2, 3, 4, 5])
+  const b = await rx.get({ timeout: 20_000 })
+  t.true(b instanceof Uint16Array)
+  t.deepEqual([...b], [3, 2, 1, 0])
+  const lease = await rx.lease({ timeout: 20_000 })
+  t.true(lease.value instanceof BigInt64Array)
+  t.is(lease.value.length, 1 << 20)
+  t.is(lease.value[12345], 3n)
+  lease.release()
+  const { code, stderr } = await done
+  t.is(code, 0, stderr)
+  rx.close()
+})
+
+run(
+  'MPMC across runtimes: a Python and a Node producer, a Python and a Node consumer; each message once, in order per producer',
+  async (t) => {
+    const [tx, rx] = createSharedMemoryPair({ capacity: 8 })
+    const N = 2000
+    const producer = py(
+      `import sys, shmq
+tx = shmq.SharedMemorySender.attach(sys.argv[1])
+for i in range(${N}):
+    tx.put(f"py {i}", timeout=30)
+tx.close()`,
+      [tx.handle],
+    )
+    const consumer = py(
+      `import sys, shmq
+rx = shmq.SharedMemoryReceiver.attach(sys.argv[1])
+try:
+    while True:
+        print(rx.get(timeout=30))
+except BrokenPipeError:
+    pass`,
+      [rx.handle],
+    )
+    const got = []
+    const nodeConsumer = (async () => {
+      for await (const m of rx) got.push(m)
+    })()
+    for (let i = 0; i < N; i++) await tx.put(`js ${i}`)
+    tx.close()
+    t.is((await producer).code, 0)
+    await nodeConsumer
+    const { code, stdout, stderr } = await consumer
+    t.is(code, 0, stderr)
+    const all = [...got, ...stdout.trim().split('\n').filter(Boolean)]
+    t.is(all.length, 2 * N)
+    t.is(new Set(all).size, 2 * N)
+    for (const part of [got, stdout.trim().split('\n')]) {
+      for (const who of ['py', 'js']) {
+        const seq = part.filter((m) => m.startsWith(who)).map((m) => Number(m.split(' ')[1]))
+        t.deepEqual(
+          seq,
+          [...seq].sort((a, b) => a - b),
+          `${who} messages in order`,
+        )
+      }
+    }
   },
 )
 

@@ -5,6 +5,7 @@ import {
   TAG_ARRAYBUFFER,
   TAG_BUFFER,
   TAG_DATAVIEW,
+  TAG_NDARRAY,
   TAG_PICKLE,
   TAG_STRING,
   TAG_V8,
@@ -84,8 +85,21 @@ function foreign(tag: number): ShmqError {
   )
 }
 
+/** An N-dimensional array (from Python's NumPy): the typed array of its C-order elements. */
+function ndarray(buffer: ArrayBuffer, byteOffset: number, byteLength: number): unknown {
+  const head = new DataView(buffer, byteOffset, byteLength)
+  const element = byteLength >= 8 ? head.getUint32(0, true) : 0
+  const start = 8 + 8 * (byteLength >= 8 ? head.getUint32(4, true) : 0)
+  const Type = TYPED_ARRAYS[element - 1]
+  if (Type === undefined || start > byteLength || (byteLength - start) % Type.BYTES_PER_ELEMENT !== 0) {
+    throw new Error(`an ndarray message has a bad header (element tag ${element}, ${byteLength} bytes)`)
+  }
+  return new Type(buffer, byteOffset + start, (byteLength - start) / Type.BYTES_PER_ELEMENT)
+}
+
 export function decode(tag: number, data: Buffer): unknown {
   if (tag === TAG_BUFFER) return data
+  if (tag === TAG_NDARRAY) return ndarray(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength)
   if (tag >= TAG_PICKLE) throw foreign(tag)
   if (tag === TAG_V8) return v8.deserialize(data)
   return decodeOwn(tag, data.buffer as ArrayBuffer)
@@ -99,13 +113,14 @@ function decodeOwn(tag: number, data: ArrayBuffer): unknown {
 
 /** A message the addon copied into `scratch[0, length)`: copy it into a value of its own. */
 export function decodeCopy(tag: number, scratch: Buffer, length: number): unknown {
-  if (tag >= TAG_PICKLE) throw foreign(tag)
+  if (tag >= TAG_PICKLE && tag !== TAG_NDARRAY) throw foreign(tag)
   if (tag === TAG_BUFFER) {
     const out = Buffer.allocUnsafe(length)
     scratch.copy(out, 0, 0, length)
     return out
   }
   const bytes = scratch.subarray(0, length)
+  if (tag === TAG_NDARRAY) return ndarray(new Uint8Array(bytes).buffer, 0, length)
   // v8.deserialize may return views into its input: give it a copy.
   if (tag === TAG_V8) return v8.deserialize(Buffer.from(bytes))
   const own = new ArrayBuffer(length)
@@ -115,6 +130,7 @@ export function decodeCopy(tag: number, scratch: Buffer, length: number): unknow
 
 /** A message seen in place (a lease): raw types as views of `view`'s memory. */
 export function decodeView(tag: number, view: Buffer): unknown {
+  if (tag === TAG_NDARRAY) return ndarray(view.buffer as ArrayBuffer, view.byteOffset, view.byteLength)
   if (tag >= TAG_PICKLE) throw foreign(tag)
   if (tag === TAG_BUFFER) return view
   // Copies: a string, or a value v8.deserialize might keep views into.

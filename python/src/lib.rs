@@ -5,7 +5,7 @@
 use pyo3::exceptions::{PyBrokenPipeError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyString};
-use shmq_core::codec::{TAG_BUFFER, TAG_PICKLE, TAG_STRING};
+use shmq_core::codec::{ndarray_header_len, TAG_BUFFER, TAG_NDARRAY, TAG_PICKLE, TAG_STRING};
 use shmq_core::waiter::Which;
 use shmq_core::{sync, Code, End, Got, Put, Role, ShmqError};
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -199,47 +199,209 @@ impl Inner {
     }
 }
 
-/// The bytes of a value and its tag: raw bytes as they are, str as UTF-8,
-/// anything else pickled (protocol 5).
-fn encode(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<(u32, Vec<u8>)> {
-    if let Ok(b) = value.downcast::<PyBytes>() {
-        return Ok((TAG_BUFFER, b.as_bytes().to_vec()));
+/// Element tags 1..=11 (`TYPED_ARRAYS`): NumPy dtype and struct format.
+const ELEMENTS: [(&str, &str); 11] = [
+    ("<u1", "B"),
+    ("<u1", "B"),
+    ("<i1", "b"),
+    ("<u2", "H"),
+    ("<i2", "h"),
+    ("<u4", "I"),
+    ("<i4", "i"),
+    ("<f4", "f"),
+    ("<f8", "d"),
+    ("<i8", "q"),
+    ("<u8", "Q"),
+];
+
+/// A NumPy array as an ndarray message (`TAG_NDARRAY`).
+struct NdArray<'py> {
+    header: Vec<u8>,
+    /// Address and length of its C-contiguous elements...
+    address: usize,
+    len: usize,
+    /// ...which this array holds.
+    _array: Bound<'py, PyAny>,
+}
+
+/// `value` as an ndarray message; None if it is not a NumPy array, or has a
+/// dtype no typed array has (bool, complex, big-endian, records: those are
+/// pickled).
+fn numpy_parts<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Option<NdArray<'py>>> {
+    // Only if NumPy is loaded: an ndarray cannot exist otherwise.
+    let Ok(numpy) = py.import("sys")?.getattr("modules")?.get_item("numpy") else {
+        return Ok(None);
+    };
+    if !value.is_instance(&numpy.getattr("ndarray")?)? {
+        return Ok(None);
+    }
+    let array = numpy.call_method1("ascontiguousarray", (value,))?;
+    let dtype: String = array.getattr("dtype")?.getattr("str")?.extract()?;
+    let dtype = dtype.replace('|', "<");
+    let Some(element) = ELEMENTS
+        .iter()
+        .skip(2)
+        .position(|(d, _)| *d == dtype)
+        .map(|i| i + 3)
+        .or((dtype == "<u1").then_some(1))
+    else {
+        return Ok(None);
+    };
+    let shape: Vec<u64> = array.getattr("shape")?.extract()?;
+    let mut header = Vec::with_capacity(ndarray_header_len(shape.len()));
+    header.extend_from_slice(&(element as u32).to_le_bytes());
+    header.extend_from_slice(&(shape.len() as u32).to_le_bytes());
+    for d in &shape {
+        header.extend_from_slice(&d.to_le_bytes());
+    }
+    let interface = array.getattr("__array_interface__")?;
+    let address: usize = interface.get_item("data")?.get_item(0)?.extract()?;
+    let len: usize = array.getattr("nbytes")?.extract()?;
+    Ok(Some(NdArray {
+        header,
+        address,
+        len,
+        _array: array,
+    }))
+}
+
+/// A value as a message: its tag, and a Python object whose bytes are the
+/// message (the value itself for `bytes`: no copy before the one into
+/// shared memory). str is sent as UTF-8, anything else pickled (protocol 5).
+fn encode<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<(u32, Bound<'py, PyAny>)> {
+    if value.is_instance_of::<PyBytes>() || value.is_instance_of::<PyByteArray>() {
+        return Ok((TAG_BUFFER, value.clone()));
     }
     if let Ok(s) = value.downcast::<PyString>() {
-        return Ok((TAG_STRING, s.to_cow()?.as_bytes().to_vec()));
-    }
-    if let Ok(b) = value.downcast::<PyByteArray>() {
-        return Ok((TAG_BUFFER, b.to_vec()));
+        return Ok((
+            TAG_STRING,
+            PyBytes::new(py, s.to_cow()?.as_bytes()).into_any(),
+        ));
     }
     if value.is_instance_of::<pyo3::types::PyMemoryView>() {
-        let bytes = value.call_method0("tobytes")?;
-        return Ok((TAG_BUFFER, bytes.downcast::<PyBytes>()?.as_bytes().to_vec()));
+        return Ok((TAG_BUFFER, value.call_method0("tobytes")?));
     }
-    let pickled = py.import("pickle")?.call_method1("dumps", (value, 5))?;
     Ok((
         TAG_PICKLE,
-        pickled.downcast::<PyBytes>()?.as_bytes().to_vec(),
+        py.import("pickle")?.call_method1("dumps", (value, 5))?,
     ))
 }
 
-/// A value from a message's tag and bytes.
-fn decode(py: Python<'_>, tag: u32, bytes: &[u8]) -> PyResult<PyObject> {
+/// The bytes of what `encode` returned.
+fn bytes_of<'a>(obj: &'a Bound<'_, PyAny>) -> &'a [u8] {
+    match obj.downcast::<PyBytes>() {
+        Ok(b) => b.as_bytes(),
+        // SAFETY: a bytearray (encode returns bytes or bytearray); the GIL is
+        // held and no Python code runs while the slice is used (one copy
+        // into shared memory), so nothing resizes it meanwhile.
+        Err(_) => obj
+            .downcast::<PyByteArray>()
+            .map_or(&[], |b| unsafe { b.as_bytes() }),
+    }
+}
+
+/// What `get` builds while the message's slot is held: the final value for
+/// bytes and str (one copy), else its bytes, decoded after the slot is freed
+/// (unpickling may run any Python code).
+enum Taken {
+    Value(PyObject),
+    Later(u32, Py<PyBytes>),
+}
+
+fn take(py: Python<'_>, tag: u32, bytes: &[u8]) -> PyResult<Taken> {
+    Ok(match tag {
+        TAG_STRING => Taken::Value(
+            PyString::new(py, std::str::from_utf8(bytes)?)
+                .into_any()
+                .unbind(),
+        ),
+        TAG_BUFFER | 1 | 2 | 12 | 13 => Taken::Value(new_bytes(py, bytes)?.into_any().unbind()),
+        _ => Taken::Later(tag, new_bytes(py, bytes)?.unbind()),
+    })
+}
+
+/// A bytes object copied from shared memory (large ones without keeping the
+/// shared pages mapped, see `copy_releasing`).
+fn new_bytes<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    PyBytes::new_with(py, bytes.len(), |out| {
+        // SAFETY: `out` has bytes.len() writable bytes; `bytes` lies in a
+        // shared mapping (a slot or a payload segment) this end holds.
+        unsafe {
+            shmq_core::sys::segment::copy_releasing(
+                bytes.as_ptr(),
+                out.as_mut_ptr(),
+                bytes.len(),
+                bytes.as_ptr(),
+            )
+        };
+        Ok(())
+    })
+}
+
+/// A value from a message's tag and bytes (those `take` leaves for later).
+fn decode(py: Python<'_>, tag: u32, bytes: &Bound<'_, PyBytes>) -> PyResult<PyObject> {
+    let numpy = py.import("numpy").ok();
     match tag {
-        TAG_STRING => Ok(PyString::new(py, std::str::from_utf8(bytes)?).into_any().unbind()),
-        TAG_PICKLE => Ok(py.import("pickle")?.call_method1("loads", (PyBytes::new(py, bytes),))?.unbind()),
-        // Node's Buffer, ArrayBuffer, DataView and byte arrays are bytes.
-        TAG_BUFFER | 1..=3 | 12 | 13 => Ok(PyBytes::new(py, bytes).into_any().unbind()),
-        4..=11 => {
-            // A typed array (`TYPED_ARRAYS[tag - 1]`: Uint16Array ...
-            // BigUint64Array): a memoryview of its element format.
-            let format = ["H", "h", "I", "i", "f", "d", "q", "Q"][tag as usize - 4];
-            let view = py.import("builtins")?.getattr("memoryview")?.call1((PyBytes::new(py, bytes),))?;
-            Ok(view.call_method1("cast", (format,))?.unbind())
+        TAG_PICKLE => Ok(py.import("pickle")?.call_method1("loads", (bytes,))?.unbind()),
+        // A typed array: the 1-D NumPy array of its dtype (a memoryview of
+        // its format without NumPy).
+        3..=11 => array(py, numpy, tag, bytes, 0, None),
+        TAG_NDARRAY => {
+            let b = bytes.as_bytes();
+            let word = |at: usize| b.get(at..at + 4).map(|w| u32::from_le_bytes(w.try_into().unwrap_or_default()));
+            let (Some(element), Some(ndim)) = (word(0), word(4)) else {
+                return Err(PyValueError::new_err("an ndarray message is shorter than its header"));
+            };
+            let start = ndarray_header_len(ndim as usize);
+            let shape: Option<Vec<u64>> = (0..ndim as usize)
+                .map(|d| b.get(8 + 8 * d..16 + 8 * d).map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default())))
+                .collect();
+            match shape {
+                Some(shape) if (1..=11).contains(&element) && start <= b.len() => {
+                    array(py, numpy, element, bytes, start, Some(shape))
+                }
+                _ => Err(PyValueError::new_err("an ndarray message has a bad header")),
+            }
         }
         _ => Err(ForeignValueError::new_err(
             "the message is a value serialized by V8 (a Node.js object), which only Node.js can decode; it was consumed",
         )),
     }
+}
+
+/// The elements of `bytes[start..]` (element tag `element`) as a NumPy
+/// array of `shape` (1-D if None), or a memoryview of that format and shape.
+fn array(
+    py: Python<'_>,
+    numpy: Option<Bound<'_, PyModule>>,
+    element: u32,
+    bytes: &Bound<'_, PyBytes>,
+    start: usize,
+    shape: Option<Vec<u64>>,
+) -> PyResult<PyObject> {
+    let (dtype, format) = ELEMENTS[element as usize - 1];
+    let flat = match &numpy {
+        Some(np) => {
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item("dtype", dtype)?;
+            kwargs.set_item("offset", start)?;
+            np.call_method("frombuffer", (bytes,), Some(&kwargs))?
+        }
+        None => {
+            let view = py
+                .import("builtins")?
+                .getattr("memoryview")?
+                .call1((bytes,))?;
+            view.get_item(pyo3::types::PySlice::new(py, start as isize, isize::MAX, 1))?
+                .call_method1("cast", (format,))?
+        }
+    };
+    Ok(match shape {
+        Some(shape) if numpy.is_some() => flat.call_method1("reshape", (shape,))?,
+        Some(shape) if shape.len() > 1 => flat.call_method1("cast", (format, shape))?,
+        _ => flat,
+    }
+    .unbind())
 }
 
 /// The sending end of a queue.
@@ -281,11 +443,43 @@ impl SharedMemorySender {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
-        let (tag, bytes) = encode(py, obj)?;
         let deadline = deadline(block, timeout)?;
+        if let Some(nd) = numpy_parts(py, obj)? {
+            let (header, address, len) = (&nd.header, nd.address, nd.len);
+            let total = (header.len() + len) as u64;
+            return self
+                .inner
+                .retry(py, Which::Space, deadline, Code::Full, |end| {
+                    let view = match end.reserve(total)? {
+                        Got::Message(view) => view,
+                        Got::Empty => return Ok(None),
+                        Got::Closed => {
+                            return Err(ShmqError::new(
+                                Code::Closed,
+                                "no receiver is left on this queue".into(),
+                            ))
+                        }
+                    };
+                    // SAFETY: the reservation holds `total` writable bytes; the
+                    // elements are `len` bytes at `address`, C-contiguous, in the
+                    // array `nd` keeps alive, and no Python code runs meanwhile.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(header.as_ptr(), view.ptr, header.len());
+                        shmq_core::sys::segment::copy_releasing(
+                            address as *const u8,
+                            view.ptr.add(header.len()),
+                            len,
+                            view.ptr,
+                        );
+                    }
+                    end.commit(view.hold, total, TAG_NDARRAY).map(Some)
+                });
+        }
+        let (tag, message) = encode(py, obj)?;
+        let bytes = bytes_of(&message);
         self.inner
             .retry(py, Which::Space, deadline, Code::Full, |end| {
-                match end.put(tag, &bytes)? {
+                match end.put(tag, bytes)? {
                     Put::Done => Ok(Some(())),
                     Put::Full => Ok(None),
                     Put::Closed => Err(ShmqError::new(
@@ -377,19 +571,22 @@ impl SharedMemoryReceiver {
     #[pyo3(signature = (block = true, timeout = None))]
     fn get(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<PyObject> {
         let deadline = deadline(block, timeout)?;
-        let (tag, bytes) = self
-            .inner
-            .retry(py, Which::Items, deadline, Code::Empty, |end| {
-                match end.get(|tag, bytes| (tag, bytes.to_vec()))? {
-                    Got::Message(m) => Ok(Some(m)),
-                    Got::Empty => Ok(None),
-                    Got::Closed => Err(ShmqError::new(
-                        Code::Closed,
-                        "every sender has closed and the queue is drained".into(),
-                    )),
-                }
-            })?;
-        decode(py, tag, &bytes)
+        let taken =
+            self.inner
+                .retry(py, Which::Items, deadline, Code::Empty, |end| {
+                    match end.get(|tag, bytes| take(py, tag, bytes))? {
+                        Got::Message(m) => Ok(Some(m)),
+                        Got::Empty => Ok(None),
+                        Got::Closed => Err(ShmqError::new(
+                            Code::Closed,
+                            "every sender has closed and the queue is drained".into(),
+                        )),
+                    }
+                })??;
+        match taken {
+            Taken::Value(value) => Ok(value),
+            Taken::Later(tag, bytes) => decode(py, tag, bytes.bind(py)),
+        }
     }
 
     fn get_nowait(&self, py: Python<'_>) -> PyResult<PyObject> {

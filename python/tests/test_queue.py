@@ -137,3 +137,43 @@ def test_attach_errors():
         shmq.SharedMemorySender.attach("shmq-0000000000000000")
     with pytest.raises(ValueError):
         shmq.SharedMemoryReceiver.attach("not a handle")
+
+
+def test_numpy_arrays_keep_dtype_and_shape():
+    np = pytest.importorskip("numpy")
+    tx, rx = shmq.create_shared_memory_pair(capacity=4)
+    arrays = [
+        np.arange(12, dtype=np.float32).reshape(3, 4),
+        np.arange(10, dtype=np.uint8),
+        np.arange(-5, 5, dtype=np.int64).reshape(2, 5)[:, ::2],  # not contiguous
+        np.array([1, 2], dtype=">i4"),  # big-endian: pickled
+        np.array([True, False]),  # bool: pickled
+        np.zeros((0, 3)),
+    ]
+    for a in arrays:
+        tx.put(a)
+        b = rx.get(timeout=5)
+        assert isinstance(b, np.ndarray) and b.dtype == a.dtype and b.shape == a.shape
+        assert np.array_equal(a, b)
+    tx.close()
+    rx.close()
+
+
+def send_array(sender, mib):
+    np = __import__("numpy")
+    sender.put(np.full((mib, 1 << 18), 7, dtype=np.float32))  # mib MiB
+    sender.wait_for_all_ack(timeout=60)
+
+
+def test_a_256_mib_numpy_array_crosses_processes():
+    np = pytest.importorskip("numpy")
+    tx, rx = shmq.create_shared_memory_pair(capacity=2)
+    child = mp.get_context("spawn").Process(target=send_array, args=(tx, 256))
+    child.start()
+    a = rx.get(timeout=60)
+    child.join(60)
+    assert child.exitcode == 0
+    assert a.shape == (256, 1 << 18) and a.dtype == np.float32 and a.nbytes == 256 << 20
+    assert float(a.min()) == 7.0 and float(a.max()) == 7.0
+    tx.close()
+    rx.close()

@@ -27,12 +27,25 @@ pub const TAG_STRING: u32 = 14;
 pub const TAG_V8: u32 = 15;
 /// A value pickled (protocol 5) by a Python sender.
 pub const TAG_PICKLE: u32 = 16;
+/// An N-dimensional array (NumPy's): a header, then its elements in C
+/// order. Header, little-endian: u32 element tag (1..=11, `TYPED_ARRAYS`),
+/// u32 ndim, then ndim u64 dimensions: `ndarray_header_len(ndim)` bytes, a
+/// multiple of 8, so the elements stay aligned. A runtime without
+/// N-dimensional arrays reads the elements as the 1-D typed array.
+pub const TAG_NDARRAY: u32 = 17;
+
+/// Bytes of an ndarray header with `ndim` dimensions.
+pub const fn ndarray_header_len(ndim: usize) -> usize {
+    8 + 8 * ndim
+}
 
 /// True if `len` bytes can be a message with this tag.
 pub fn valid(tag: u32, len: u64) -> bool {
     let element = match tag {
         1..=11 => TYPED_ARRAYS[tag as usize - 1].1,
         TAG_BUFFER | TAG_DATAVIEW | TAG_ARRAYBUFFER | TAG_STRING | TAG_V8 | TAG_PICKLE => 1,
+        // The header is checked by the reader (it lies in the message).
+        TAG_NDARRAY => return len >= ndarray_header_len(0) as u64,
         _ => return false,
     };
     len.is_multiple_of(element)
@@ -49,7 +62,9 @@ mod tests {
         assert!(valid(16, 3));
         assert!(valid(9, 16));
         assert!(!valid(9, 12));
-        assert!(!valid(17, 8));
+        assert!(valid(17, 8));
+        assert!(!valid(17, 4));
+        assert!(!valid(18, 8));
         assert!(!valid(u32::MAX, 0));
     }
 }
