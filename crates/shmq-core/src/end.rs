@@ -789,6 +789,7 @@ impl Drop for End {
 mod tests {
     use super::*;
     use crate::sys::segment::{self, Segment};
+    use crate::sys::Mapping;
 
     /// xorshift64*: a small deterministic generator for the fuzz cases.
     struct Rng(u64);

@@ -6,6 +6,7 @@ use crate::payload;
 use crate::queue::Queue;
 use crate::sys::lock;
 use crate::sys::segment::{self, Segment};
+use crate::sys::Mapping;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -9,6 +9,7 @@
 use crate::error::ShmqError;
 use crate::layout::*;
 use crate::sys::segment::{self, Segment};
+use crate::sys::Mapping;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire};

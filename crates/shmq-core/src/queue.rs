@@ -7,6 +7,7 @@ use crate::error::{Code, ShmqError};
 use crate::layout::*;
 use crate::sys::lock;
 use crate::sys::segment::{self, Segment};
+use crate::sys::Mapping;
 use crate::{payload, sync};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};

@@ -4,6 +4,7 @@ use crate::end::{End, Got, Put};
 use crate::layout::*;
 use crate::queue::{Queue, Role};
 use crate::sys::segment::Segment;
+use crate::sys::Mapping;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::Arc;
 

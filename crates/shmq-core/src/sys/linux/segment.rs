@@ -3,6 +3,8 @@
 //! (only our own regular 0600 files, never through a symlink), map, unlink.
 
 use crate::error::{Code, ShmqError};
+pub use crate::sys::names::{parse_queue_name, payload_name, queue_name, random_id};
+use crate::sys::Mapping;
 use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FallocateFlags, FileType, Mode, OFlags, RenameFlags, CWD};
 use rustix::io::Errno;
@@ -193,37 +195,6 @@ impl Segment {
             let _ = rustix::fs::unlink(p.as_str());
         }
     }
-
-    #[allow(clippy::len_without_is_empty)] // never empty: create checks
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
-    /// A `#[repr(C)]` struct at `offset`, checked to lie inside the mapping and
-    /// be aligned. Shared memory is always initialized (zero-filled) bytes.
-    pub fn at<T>(&self, offset: usize) -> Option<&T> {
-        let end = offset.checked_add(std::mem::size_of::<T>())?;
-        if end > self.len || !offset.is_multiple_of(std::mem::align_of::<T>()) {
-            return None;
-        }
-        // SAFETY: in bounds and aligned (checked above); the types used here are
-        // made of integers and atomics, valid for any bit pattern.
-        Some(unsafe { &*self.ptr.as_ptr().add(offset).cast::<T>() })
-    }
-
-    /// Raw pointer to `len` bytes at `offset`, or None if out of bounds.
-    pub fn bytes_at(&self, offset: usize, len: usize) -> Option<*mut u8> {
-        let end = offset.checked_add(len)?;
-        if end > self.len {
-            return None;
-        }
-        // SAFETY: offset <= len of the mapping, checked above.
-        Some(unsafe { self.ptr.as_ptr().add(offset) })
-    }
 }
 
 /// Messages from this size up are copied in and out of shared memory in
@@ -268,6 +239,16 @@ pub unsafe fn copy_releasing(src: *const u8, dst: *mut u8, len: usize, shared: *
             };
         }
         done += n;
+    }
+}
+
+impl Mapping for Segment {
+    fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    fn len(&self) -> usize {
+        self.len
     }
 }
 
@@ -354,49 +335,6 @@ pub unsafe fn kill(seg: &Segment, probe: &Fd) {
         libc::close(seg.fd().as_raw_fd());
         libc::close(probe.as_raw_fd());
     }
-}
-
-/// 64 random bits for a queue id or payload name.
-pub fn random_id() -> u64 {
-    let mut buf = [0u8; 8];
-    let mut filled = 0;
-    while filled < buf.len() {
-        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
-            Ok(n) => filled += n,
-            Err(Errno::INTR) => {}
-            // getrandom cannot fail on Linux >= 3.17 once the pool is seeded;
-            // mix time and pid so a name is still unlikely to collide.
-            Err(_) => {
-                let t = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos() as u64)
-                    .unwrap_or(0);
-                return t ^ (u64::from(std::process::id()) << 32);
-            }
-        }
-    }
-    u64::from_le_bytes(buf)
-}
-
-pub fn queue_name(id: u64) -> String {
-    format!("shmq-{id:016x}")
-}
-
-pub fn payload_name(id: u64, n: u64) -> String {
-    format!("shmq-{id:016x}-{n:016x}")
-}
-
-/// Parses a handle `shmq-<16 hex>` into the queue id.
-pub fn parse_queue_name(handle: &str) -> Option<u64> {
-    let hex = handle.strip_prefix("shmq-")?;
-    if hex.len() != 16
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    u64::from_str_radix(hex, 16).ok()
 }
 
 #[cfg(test)]
