@@ -190,3 +190,88 @@ time.sleep(600)`,
   )
   tx.close()
 })
+
+run('a SIGKILLed Node consumer is reaped by a Python sender', async (t) => {
+  const [tx, rx] = createSharedMemoryPair({ capacity: 2 })
+  const holder = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import { SharedMemoryReceiver } from 'shmq'
+const rx = SharedMemoryReceiver.attach(process.argv[1])
+await rx.get()
+console.log('holding')
+setInterval(() => {}, 1000)`,
+      rx.handle,
+    ],
+    { cwd: new URL('..', import.meta.url).pathname, stdio: ['ignore', 'pipe', 'inherit'] },
+  )
+  rx.close()
+  const sender = py(
+    `import sys, shmq
+tx = shmq.SharedMemorySender.attach(sys.argv[1])
+tx.put("taken", timeout=20)
+print("sent", flush=True)
+try:
+    for _ in range(10):
+        tx.put("nobody", timeout=5)
+    print("no error")
+except BrokenPipeError:
+    print("reaped")`,
+    [tx.handle],
+  )
+  tx.close()
+  holder.stdout.on('data', (d) => String(d).includes('holding') && holder.kill('SIGKILL'))
+  await once(holder, 'exit')
+  const { code, stdout, stderr } = await sender
+  t.is(code, 0, stderr)
+  t.deepEqual(stdout.trim().split('\n'), ['sent', 'reaped'])
+})
+
+run('every typed array kind both ways, and a 256 MiB NumPy array to Node', async (t) => {
+  const kinds = [
+    Int8Array,
+    Uint16Array,
+    Int16Array,
+    Uint32Array,
+    Int32Array,
+    Float32Array,
+    Float64Array,
+    BigInt64Array,
+    BigUint64Array,
+  ]
+  const [tx, rx] = createSharedMemoryPair({ capacity: 4 })
+  const [backTx, backRx] = createSharedMemoryPair({ capacity: 4 })
+  const echo = py(
+    `import sys, shmq
+rx = shmq.SharedMemoryReceiver.attach(sys.argv[1])
+tx = shmq.SharedMemorySender.attach(sys.argv[2])
+for _ in range(${kinds.length}):
+    a = rx.get(timeout=20)
+    tx.put(a, timeout=20)
+import numpy as np
+tx.put(np.full((256, 1 << 18), 1.25, dtype=np.float32), timeout=60)
+tx.wait_for_all_ack(timeout=60)`,
+    [tx.handle, backTx.handle],
+  )
+  rx.close()
+  backTx.close()
+  for (const Kind of kinds) {
+    const sent = Kind.name.startsWith('Big') ? Kind.from([1n, 2n, 3n]) : Kind.from([1, 2, 3])
+    await tx.put(sent)
+    const back = await backRx.get({ timeout: 20_000 })
+    t.is(back.constructor, Kind, Kind.name)
+    t.deepEqual([...back], [...sent], Kind.name)
+  }
+  const lease = await backRx.lease({ timeout: 60_000 })
+  t.true(lease.value instanceof Float32Array)
+  t.is(lease.value.length, 64 << 20)
+  t.is(lease.value[0], 1.25)
+  t.is(lease.value[(64 << 20) - 1], 1.25)
+  lease.release()
+  const { code, stderr } = await echo
+  t.is(code, 0, stderr)
+  tx.close()
+  backRx.close()
+})

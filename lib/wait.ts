@@ -2,7 +2,6 @@
 // on its own thread (never the libuv pool) and resolves a promise; every
 // pending put/get of one end shares that single native wait.
 import { binding } from './binding'
-import { performance } from 'node:perf_hooks'
 import type { ITEMS, SPACE } from './constants'
 import { abortError, fromNative, ShmqError, type ShmqErrorCode } from './errors'
 
@@ -16,11 +15,6 @@ const MAX_WAIT_MS = 2 ** 31 - 1
 
 /** `timeoutMs` cut to one chunk a timer (and the native wait) can take. */
 const chunk = (timeoutMs: number): number => Math.min(timeoutMs, MAX_WAIT_MS)
-
-/** How long a wait spins before it sleeps, while spinning pays off. */
-const SPIN_MICROS = 50
-/** A wait that ended within this (ms) was worth spinning for. */
-const QUICK_MS = 0.25
 
 interface Pending {
   seen: number
@@ -84,8 +78,6 @@ function init(): void {
 export class EventWatch {
   private pending: Pending | undefined
   private users = 0
-  /** Whether the last wait ended quickly (see `next`). */
-  private spinning = true
   /** Whether a wait keeps the event loop alive (`end.ref()` / `end.unref()`). */
   private referenced = true
 
@@ -110,32 +102,18 @@ export class EventWatch {
   }
 
   /**
-   * Waits (async) for the event to move past `seen`: a short spin first
-   * while recent waits ended within it (the other side is then microseconds
-   * away), else straight to the waiter thread, so a sparse stream costs no
-   * spinning.
+   * Waits (async) for the event to move past `seen`: the core's spin policy
+   * first (a short spin while recent waits were short, so a sparse stream
+   * costs no spinning), then the waiter thread.
    */
   async next(seen: number, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<void> {
-    if (this.spinning) {
-      if (binding.endSpin(this.id, this.which, seen, SPIN_MICROS)) return
-      this.spinning = false
-    }
-    const started = performance.now()
+    if (binding.endSpin(this.id, this.which, seen)) return
     await this.wait(seen, timeoutMs, signal)
-    this.spinning = performance.now() - started < QUICK_MS
   }
 
   /** Blocks this thread for at most one wait slice (`timeoutMs`: any value >= 0, or undefined = no limit). */
   waitSync(seen: number, timeoutMs: number | undefined): void {
-    const started = performance.now()
-    binding.endWaitSync(
-      this.id,
-      this.which,
-      seen,
-      timeoutMs === undefined ? -1 : chunk(timeoutMs),
-      this.spinning ? SPIN_MICROS : 0,
-    )
-    this.spinning = performance.now() - started < QUICK_MS
+    binding.endWaitSync(this.id, this.which, seen, timeoutMs === undefined ? -1 : chunk(timeoutMs))
   }
 
   /**

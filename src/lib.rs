@@ -422,25 +422,20 @@ pub fn end_event(id: u32, which_code: u32) -> Result<u32> {
     with_end(id, |r| Ok(r.end.event(which(which_code))))
 }
 
-/// Spins up to `micros` while the event still equals `seen`; true if it moved.
+/// The first step of a wait (`End::spin_first`: a short spin while recent
+/// waits were short); true if the event moved past `seen`.
 #[napi]
-pub fn end_spin(id: u32, which_code: u32, seen: u32, micros: u32) -> Result<bool> {
-    with_end(id, |r| Ok(r.end.spin(which(which_code), seen, micros)))
+pub fn end_spin(id: u32, which_code: u32, seen: u32) -> Result<bool> {
+    with_end(id, |r| Ok(r.end.spin_first(which(which_code), seen)))
 }
 
 /// Blocks this thread until the event differs from `seen` or the timeout
 /// passes (negative = no timeout), for at most one wait slice (`End::wait`).
 #[napi]
-pub fn end_wait_sync(
-    id: u32,
-    which_code: u32,
-    seen: u32,
-    timeout_ms: f64,
-    spin_micros: u32,
-) -> Result<()> {
+pub fn end_wait_sync(id: u32, which_code: u32, seen: u32, timeout_ms: f64) -> Result<()> {
     with_end(id, |r| {
         let deadline = sync::deadline(timeout_ms);
-        r.end.wait(which(which_code), seen, deadline, spin_micros);
+        r.end.wait(which(which_code), seen, deadline);
         Ok(())
     })
 }

@@ -4,8 +4,8 @@ Usage (from any directory but python/, whose source folder would shadow the
 installed package; every transport must be installed in the interpreter)::
 
     pip install ./python py-sharedmemory==4.3.1 faster-fifo matplotlib
-    python python/benchmark/bench.py --quick         # 64 B ... 16 MiB, 1 run, small counts (~1-3 min)
-    python python/benchmark/bench.py                 # 64 B ... 1 GiB, 3 runs per cell
+    python python/benchmark/bench.py --quick         # 64 B ... 16 MiB, 1 run, small counts (~30 s)
+    python python/benchmark/bench.py                 # 64 B ... 1 GiB, 3 runs per cell (~11 min)
     python python/benchmark/bench.py --runs 1 --sizes 64,1Ki,64Ki,1Mi,16Mi,256Mi,1Gi
 
 Options: ``--quick``; ``--runs N``; ``--sizes`` (a comma list, suffixes Ki, Mi,
@@ -26,6 +26,9 @@ What it measures:
   2 to 64 messages (``capacity_for``), as the Node benchmark does.
 - Round trip: the main process puts one message on a queue, the child echoes it
   on a second queue; p50, p99 and max over ``count`` trips after a warm-up.
+
+Times are from a 2-core VM; py-sharedmemory's 200k small messages (~5k/s)
+take most of the full run.
 
 Each transport with its own best API: shmq and py-sharedmemory ``put``/``get``
 of ``bytes``; ``multiprocessing.Queue`` ``put``/``get``; faster-fifo ``put``
@@ -539,7 +542,7 @@ def draw_chart(results: dict, path: str) -> str | None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, format="svg", metadata={"Date": None})
+    fig.savefig(path, metadata={"Date": None} if path.endswith(".svg") else None)
     plt.close(fig)
     return path
 

@@ -109,6 +109,30 @@ pub struct End {
     /// A message claimed whose bytes could not be mapped for a passing
     /// reason (EMFILE, ENOMEM): the next get or lease tries it again.
     pending: Option<Claimed>,
+    /// The spin policy's memory, per event (see `event`).
+    pace: [Pace; 2],
+}
+
+/// How long a wait spins before it sleeps, while spinning pays off.
+const SPIN: Duration = Duration::from_micros(50);
+/// A wait that ended within this was worth spinning for.
+const QUICK: Duration = Duration::from_micros(250);
+
+#[derive(Clone, Copy)]
+struct Pace {
+    /// The last wait ended within QUICK (a new end starts spinning).
+    quick: bool,
+    /// When the wait in progress began.
+    since: Option<Instant>,
+}
+
+impl Default for Pace {
+    fn default() -> Self {
+        Pace {
+            quick: true,
+            since: None,
+        }
+    }
 }
 
 /// Queues whose creator closed its unused ends while someone may still
@@ -161,6 +185,7 @@ impl End {
             cache: Cache::default(),
             holds: HashMap::new(),
             pending: None,
+            pace: Default::default(),
         }
     }
 
@@ -208,27 +233,48 @@ impl End {
     }
 
     // ---- waiting: look at an event counter, try again when it moves ----
+    //
+    // The spin policy: a wait first spins (SPIN, a few microseconds: the
+    // other side is often that close) only while recent waits ended within
+    // QUICK; a sparse stream, or an idle queue, goes straight to sleep and
+    // costs no spinning. `event` closes the measurement of the last wait.
 
     /// The event count, or 0 once the end is closed (the next attempt then
     /// reports the close). Read it before trying; wait while it is unchanged.
-    #[inline]
-    pub fn event(&self, which: Which) -> u32 {
+    pub fn event(&mut self, which: Which) -> u32 {
+        let pace = &mut self.pace[which as usize];
+        if let Some(since) = pace.since.take() {
+            pace.quick = since.elapsed() < QUICK;
+        }
+        self.seq(which)
+    }
+
+    fn seq(&self, which: Which) -> u32 {
         self.queue
             .as_ref()
             .map_or(0, |q| waiter::event(q, which).seq.load(SeqCst))
     }
 
-    /// Spins up to `micros` while the event still equals `seen` (the other
-    /// side is often only microseconds away); true if it moved (or the end
-    /// closed).
-    pub fn spin(&self, which: Which, seen: u32, micros: u32) -> bool {
+    /// The first step of every wait for the event to move past `seen`: a spin
+    /// if recent waits were short. True if it moved (or the end closed): try
+    /// again at once; else sleep (`wait`, or the waiter thread), then call
+    /// `event`.
+    pub fn spin_first(&mut self, which: Which, seen: u32) -> bool {
         if self.is_closed() {
             return true;
         }
-        let until = Instant::now() + Duration::from_micros(u64::from(micros));
+        let pace = &mut self.pace[which as usize];
+        let quick = pace.quick;
+        pace.since = Some(Instant::now());
+        quick && self.spin(which, seen)
+    }
+
+    /// Spins up to SPIN while the event still equals `seen`; true if it moved.
+    fn spin(&self, which: Which, seen: u32) -> bool {
+        let until = Instant::now() + SPIN;
         loop {
             for _ in 0..64 {
-                if self.event(which) != seen {
+                if self.seq(which) != seen {
                     return true;
                 }
                 std::hint::spin_loop();
@@ -240,11 +286,11 @@ impl End {
     }
 
     /// Blocks this thread until the event differs from `seen` or the
-    /// deadline passes: a spin of `spin_micros` (at most 1 ms), then one
-    /// futex wait of at most `sync::PROBE`, reaping dead peers if nothing
-    /// moved. May return early; the caller re-checks.
-    pub fn wait(&self, which: Which, seen: u32, deadline: Option<Instant>, spin_micros: u32) {
-        if spin_micros > 0 && self.spin(which, seen, spin_micros.min(1000)) {
+    /// deadline passes: `spin_first`, then one futex wait of at most
+    /// `sync::PROBE`, reaping dead peers if nothing moved. May return early;
+    /// the caller re-checks.
+    pub fn wait(&mut self, which: Which, seen: u32, deadline: Option<Instant>) {
+        if self.spin_first(which, seen) {
             return;
         }
         let Some(q) = &self.queue else { return };
