@@ -35,6 +35,23 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 # Ends still open at exit close then, so the last one out removes the queue.
 atexit.register(_close_all_at_exit)
 
+
+# A multiprocessing child started by fork leaves through os._exit (no atexit):
+# its finalizers run instead. (Registered per child, after multiprocessing
+# clears the registry it inherited.)
+def _close_at_child_exit(_: object) -> None:
+    from multiprocessing import util
+
+    util.Finalize(None, _close_all_at_exit, exitpriority=10)
+
+
+class _Module:
+    pass
+
+
+_module = _Module()  # register_after_fork keeps only a weak reference
+__import__("multiprocessing.util").util.register_after_fork(_module, _close_at_child_exit)
+
 __all__ = [
     "create_shared_memory_pair",
     "SharedMemorySender",

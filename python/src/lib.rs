@@ -8,7 +8,6 @@ use pyo3::types::{PyByteArray, PyBytes, PyString};
 use shmq_core::codec::{ndarray_header_len, TAG_BUFFER, TAG_NDARRAY, TAG_PICKLE, TAG_STRING};
 use shmq_core::waiter::Which;
 use shmq_core::{sync, Code, End, Got, Put, Role, ShmqError};
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -63,15 +62,30 @@ fn deadline(block: bool, timeout: Option<f64>) -> PyResult<Option<Instant>> {
     }
 }
 
-/// Bumped in a forked child (`os.register_at_fork`): ends made before are
-/// the parent's copies.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-/// In a forked child: the parent's ends and lingering queues are copies to
-/// let go of without touching the queues (see `End::forsake`).
+/// In a forked child (`os.register_at_fork`): every inherited end, and every
+/// lingering queue, is the parent's. Let go of the copies at once, without
+/// touching the queues (see `End::forsake`): the copied descriptors would
+/// otherwise keep the parent's locks, so a dead parent would look alive.
+/// Each end re-attaches by handle at its first use in the child.
+///
+/// Safe to lock every end here: an end's Mutex is only ever held by a thread
+/// that also holds the GIL (waits run without either), and the thread that
+/// forked held the GIL.
 #[pyfunction]
 fn _after_fork_in_child() {
-    GENERATION.fetch_add(1, SeqCst);
+    let open: Vec<Arc<Inner>> = OPEN
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .collect();
+    for inner in open {
+        let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(inherited) = state.end.take() {
+            inherited.forsake();
+            state.reattach = true;
+        }
+    }
     shmq_core::end::forsake_lingering();
 }
 
@@ -89,11 +103,13 @@ fn _close_all_at_exit() {
 }
 
 struct State {
+    /// None once closed, or forsaken in a forked child (then `reattach`).
     end: Option<End>,
-    generation: u64,
+    reattach: bool,
 }
 
-/// One end, shared by the Python object's methods (released while waiting).
+/// One end, shared by the Python object's methods. Its Mutex is held only
+/// with the GIL held, never across a wait (see `_after_fork_in_child`).
 struct Inner {
     state: Mutex<State>,
     handle: String,
@@ -107,7 +123,7 @@ impl Inner {
             role,
             state: Mutex::new(State {
                 end: Some(end),
-                generation: GENERATION.load(SeqCst),
+                reattach: false,
             }),
         });
         let mut open = OPEN.lock().unwrap_or_else(|p| p.into_inner());
@@ -116,23 +132,20 @@ impl Inner {
         inner
     }
 
-    /// The end, re-attached in a forked child (the inherited one is the
-    /// parent's); `closed` once closed.
+    /// The end (re-attached at first use in a forked child); `closed` once
+    /// closed.
     fn lock(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, State>> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let now = GENERATION.load(SeqCst);
-        if state.generation != now {
-            state.generation = now;
-            if let Some(inherited) = state.end.take() {
-                inherited.forsake();
-                state.end = Some(End::attach(&self.handle, self.role).map_err(|e| error(py, e))?);
-            }
+        if state.reattach {
+            state.reattach = false;
+            state.end = Some(End::attach(&self.handle, self.role).map_err(|e| error(py, e))?);
         }
         Ok(state)
     }
 
     /// Runs `attempt` until it gives a value, waiting for `which` between
-    /// tries with the GIL released; `timed_out` when the deadline passes.
+    /// tries with the GIL and the end's lock released; `timed_out` when the
+    /// deadline passes.
     fn retry<T>(
         &self,
         py: Python<'_>,
@@ -142,31 +155,35 @@ impl Inner {
         mut attempt: impl FnMut(&mut End) -> Result<Option<T>, ShmqError>,
     ) -> PyResult<T> {
         loop {
-            let seen = {
+            let (seen, queue) = {
                 let mut state = self.lock(py)?;
                 let end = state.end.as_mut().ok_or_else(closed)?;
                 let seen = end.event(which);
                 if let Some(value) = attempt(end).map_err(|e| error(py, e))? {
                     return Ok(value);
                 }
-                seen
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    let what = if timed_out == Code::Full {
+                        "no space became free in time"
+                    } else {
+                        "no message arrived in time"
+                    };
+                    return Err(error(py, ShmqError::new(timed_out, what.into())));
+                }
+                // The core's spin policy (a short spin while recent waits
+                // were short), with the GIL: at most tens of microseconds.
+                if end.spin_first(which, seen) {
+                    continue;
+                }
+                (seen, end.queue().ok().cloned())
             };
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                let what = if timed_out == Code::Full {
-                    "no space became free in time"
-                } else {
-                    "no message arrived in time"
-                };
-                return Err(error(py, ShmqError::new(timed_out, what.into())));
-            }
-            // Wait with the GIL released: other Python threads run meanwhile.
+            let Some(queue) = queue else { continue };
+            // Wait with the GIL and the lock released: other threads run,
+            // and a fork meanwhile copies no held lock.
             py.allow_threads(|| {
-                let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(end) = state.end.as_mut() {
-                    // One slice at most, so signals (Ctrl-C) are seen.
-                    let slice = sync::next_slice(deadline, Duration::from_millis(100));
-                    let until = slice.map(|s| Instant::now() + s);
-                    end.wait(which, seen, until);
+                // One slice at most, so signals (Ctrl-C) are seen.
+                if let Some(slice) = sync::next_slice(deadline, Duration::from_millis(100)) {
+                    queue.wait_slice(shmq_core::waiter::event(&queue, which), seen, slice);
                 }
             });
             py.check_signals()?;
@@ -174,21 +191,15 @@ impl Inner {
     }
 
     fn closed(&self) -> bool {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .end
-            .is_none()
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.end.is_none() && !state.reattach
     }
 
     fn close(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.reattach = false;
         if let Some(mut end) = state.end.take() {
-            if state.generation == GENERATION.load(SeqCst) {
-                end.close();
-            } else {
-                end.forsake();
-            }
+            end.close();
         }
     }
 }
@@ -222,11 +233,16 @@ struct NdArray<'py> {
 /// dtype no typed array has (bool, complex, big-endian, records: those are
 /// pickled).
 fn numpy_parts<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Option<NdArray<'py>>> {
-    // Only if NumPy is loaded: an ndarray cannot exist otherwise.
+    // Only if NumPy is loaded (an ndarray cannot exist otherwise), and only
+    // for exactly numpy.ndarray: a subclass (a masked array, a matrix) would
+    // lose what makes it one, so it is pickled.
     let Ok(numpy) = py.import("sys")?.getattr("modules")?.get_item("numpy") else {
         return Ok(None);
     };
-    if !value.is_instance(&numpy.getattr("ndarray")?)? {
+    let Ok(ndarray) = numpy.getattr("ndarray") else {
+        return Ok(None); // None, or a module still being imported
+    };
+    if !value.get_type().is(&ndarray) {
         return Ok(None);
     }
     let array = numpy.call_method1("ascontiguousarray", (value,))?;
@@ -263,8 +279,13 @@ fn numpy_parts<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<Opti
 /// message (the value itself for `bytes`: no copy before the one into
 /// shared memory). str is sent as UTF-8, anything else pickled (protocol 5).
 fn encode<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<(u32, Bound<'py, PyAny>)> {
-    if value.is_instance_of::<PyBytes>() || value.is_instance_of::<PyByteArray>() {
+    if value.is_instance_of::<PyBytes>() {
         return Ok((TAG_BUFFER, value.clone()));
+    }
+    if let Ok(b) = value.downcast::<PyByteArray>() {
+        // A copy: the caller's bytearray may be resized by another thread
+        // while this put waits (the GIL is released then).
+        return Ok((TAG_BUFFER, PyBytes::new(py, &b.to_vec()).into_any()));
     }
     if let Ok(s) = value.downcast::<PyString>() {
         return Ok((
@@ -337,12 +358,14 @@ fn new_bytes<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyBytes>
 
 /// A value from a message's tag and bytes (those `take` leaves for later).
 fn decode(py: Python<'_>, tag: u32, bytes: &Bound<'_, PyBytes>) -> PyResult<PyObject> {
-    let numpy = py.import("numpy").ok();
+    // NumPy only for arrays (importing it is slow, and may be under way in
+    // another thread).
+    let numpy = || py.import("numpy").ok();
     match tag {
         TAG_PICKLE => Ok(py.import("pickle")?.call_method1("loads", (bytes,))?.unbind()),
         // A typed array: the 1-D NumPy array of its dtype (a memoryview of
         // its format without NumPy).
-        3..=11 => array(py, numpy, tag, bytes, 0, None),
+        3..=11 => array(py, numpy(), tag, bytes, 0, None),
         TAG_NDARRAY => {
             let b = bytes.as_bytes();
             let word = |at: usize| b.get(at..at + 4).map(|w| u32::from_le_bytes(w.try_into().unwrap_or_default()));
@@ -355,7 +378,7 @@ fn decode(py: Python<'_>, tag: u32, bytes: &Bound<'_, PyBytes>) -> PyResult<PyOb
                 .collect();
             match shape {
                 Some(shape) if (1..=11).contains(&element) && start <= b.len() => {
-                    array(py, numpy, element, bytes, start, Some(shape))
+                    array(py, numpy(), element, bytes, start, Some(shape))
                 }
                 _ => Err(PyValueError::new_err("an ndarray message has a bad header")),
             }
@@ -377,26 +400,29 @@ fn array(
     shape: Option<Vec<u64>>,
 ) -> PyResult<PyObject> {
     let (dtype, format) = ELEMENTS[element as usize - 1];
-    let flat = match &numpy {
-        Some(np) => {
-            let kwargs = pyo3::types::PyDict::new(py);
-            kwargs.set_item("dtype", dtype)?;
-            kwargs.set_item("offset", start)?;
-            np.call_method("frombuffer", (bytes,), Some(&kwargs))?
+    let Some(np) = numpy else {
+        // One cast from the bytes to the format and shape (memoryview does
+        // not cast between two non-byte formats); zero-size N-d stays 1-D.
+        let view = py
+            .import("builtins")?
+            .getattr("memoryview")?
+            .call1((bytes,))?;
+        let view = view.get_item(pyo3::types::PySlice::new(py, start as isize, isize::MAX, 1))?;
+        return Ok(match shape {
+            Some(shape) if shape.len() > 1 && !shape.contains(&0) => {
+                view.call_method1("cast", (format, shape))?
+            }
+            _ => view.call_method1("cast", (format,))?,
         }
-        None => {
-            let view = py
-                .import("builtins")?
-                .getattr("memoryview")?
-                .call1((bytes,))?;
-            view.get_item(pyo3::types::PySlice::new(py, start as isize, isize::MAX, 1))?
-                .call_method1("cast", (format,))?
-        }
+        .unbind());
     };
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("dtype", dtype)?;
+    kwargs.set_item("offset", start)?;
+    let flat = np.call_method("frombuffer", (bytes,), Some(&kwargs))?;
     Ok(match shape {
-        Some(shape) if numpy.is_some() => flat.call_method1("reshape", (shape,))?,
-        Some(shape) if shape.len() > 1 => flat.call_method1("cast", (format, shape))?,
-        _ => flat,
+        Some(shape) => flat.call_method1("reshape", (shape,))?,
+        None => flat,
     }
     .unbind())
 }
@@ -496,9 +522,10 @@ impl SharedMemorySender {
     #[pyo3(signature = (timeout = None))]
     fn wait_for_all_ack(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let deadline = deadline(true, timeout)?;
+        // A receiver taking a message bumps the space event.
         match self
             .inner
-            .retry(py, Which::Items, deadline, Code::Full, |end| {
+            .retry(py, Which::Space, deadline, Code::Full, |end| {
                 Ok((end.unacked() == 0).then_some(()))
             }) {
             Ok(()) => Ok(true),
