@@ -26,6 +26,11 @@ test('every shmq error class derives from ShmqError', (t) => {
     t.true(e instanceof ShmqError, name)
     t.regex(e.code, /^ERR_SHMQ_/, name)
   }
+  // Node's kinds kept: too large is a RangeError, not cloneable a TypeError.
+  t.true(new MessageTooLargeError('x') instanceof RangeError)
+  t.true(new NotCloneableError('x') instanceof TypeError)
+  t.false(new RangeError('x') instanceof ShmqError)
+  t.false(new QueueFullError() instanceof QueueEmptyError)
   const [tx, rx] = createSharedMemoryPair({ capacity: 1, maxMessageSize: 8 })
   for (const [what, fn] of [
     [

@@ -5,13 +5,25 @@ import { ERROR_CODES, type ShmqErrorCode } from './constants'
 
 export type { ShmqErrorCode }
 
-/** The base class of every error shmq throws; `code` says which. */
+/**
+ * The base class of every error shmq throws; `code` says which.
+ * `MessageTooLargeError` is a `RangeError` and `NotCloneableError` a
+ * `TypeError`, as Node's own errors of those kinds are: `instanceof ShmqError`
+ * holds for them too.
+ */
 export class ShmqError extends Error {
   readonly code: ShmqErrorCode
   constructor(code: ShmqErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options)
     this.name = 'ShmqError'
     this.code = code
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    // biome-ignore lint/complexity/noThisInStatic: the class `instanceof` asks about (a subclass too).
+    const asked: unknown = this
+    if (Function.prototype[Symbol.hasInstance].call(asked, value)) return true
+    return asked === ShmqError && (value instanceof MessageTooLargeError || value instanceof NotCloneableError)
   }
 }
 
@@ -39,18 +51,20 @@ export class QueueClosedError extends ShmqError {
   }
 }
 
-export class MessageTooLargeError extends ShmqError {
-  declare readonly code: 'ERR_SHMQ_TOO_LARGE'
+/** A `RangeError` (and a `ShmqError`, see there). */
+export class MessageTooLargeError extends RangeError {
+  readonly code = 'ERR_SHMQ_TOO_LARGE' as const
   constructor(message: string) {
-    super('ERR_SHMQ_TOO_LARGE', message)
+    super(message)
     this.name = 'MessageTooLargeError'
   }
 }
 
-export class NotCloneableError extends ShmqError {
-  declare readonly code: 'ERR_SHMQ_NOT_CLONEABLE'
+/** A `TypeError` (and a `ShmqError`, see there). */
+export class NotCloneableError extends TypeError {
+  readonly code = 'ERR_SHMQ_NOT_CLONEABLE' as const
   constructor(message: string) {
-    super('ERR_SHMQ_NOT_CLONEABLE', message)
+    super(message)
     this.name = 'NotCloneableError'
   }
 }
