@@ -80,6 +80,8 @@ export class EventWatch {
   private users = 0
   /** Whether a wait keeps the event loop alive (`end.ref()` / `end.unref()`). */
   private referenced = true
+  /** Timers of pending timed waits (they follow ref/unref too). */
+  private readonly timers = new Set<NodeJS.Timeout>()
 
   constructor(
     private readonly id: number,
@@ -92,9 +94,6 @@ export class EventWatch {
     for (const watch of watches.values()) if (watch.owner === this) count(watch, on)
     for (const timer of this.timers) on ? timer.ref() : timer.unref()
   }
-
-  /** Timers of pending timed waits (they follow ref/unref too). */
-  private readonly timers = new Set<NodeJS.Timeout>()
 
   /** Current event count; read it before looking at the queue. */
   seen(): number {

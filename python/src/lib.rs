@@ -285,13 +285,18 @@ fn encode<'py>(py: Python<'py>, value: &Bound<'py, PyAny>) -> PyResult<(u32, Bou
     if let Ok(b) = value.downcast::<PyByteArray>() {
         // A copy: the caller's bytearray may be resized by another thread
         // while this put waits (the GIL is released then).
-        return Ok((TAG_BUFFER, PyBytes::new(py, &b.to_vec()).into_any()));
-    }
-    if let Ok(s) = value.downcast::<PyString>() {
+        // SAFETY: the GIL is held and no Python code runs while it is read.
         return Ok((
-            TAG_STRING,
-            PyBytes::new(py, s.to_cow()?.as_bytes()).into_any(),
+            TAG_BUFFER,
+            PyBytes::new(py, unsafe { b.as_bytes() }).into_any(),
         ));
+    }
+    if value.is_instance_of::<PyString>() {
+        // str.encode, not the value's own (a subclass may override it): one copy.
+        let utf8 = py
+            .get_type::<PyString>()
+            .call_method1("encode", (value, "utf-8"))?;
+        return Ok((TAG_STRING, utf8));
     }
     if value.is_instance_of::<pyo3::types::PyMemoryView>() {
         return Ok((TAG_BUFFER, value.call_method0("tobytes")?));
@@ -427,35 +432,83 @@ fn array(
     .unbind())
 }
 
-/// The sending end of a queue.
-#[pyclass(module = "shmq._shmq")]
-struct SharedMemorySender {
-    inner: Arc<Inner>,
+/// The two ends share everything but their put and get methods.
+macro_rules! end_class {
+    ($(#[$doc:meta])* $name:ident, $role:expr, { $($methods:tt)* }) => {
+        $(#[$doc])*
+        #[pyclass(module = "shmq._shmq")]
+        struct $name {
+            inner: Arc<Inner>,
+        }
+
+        impl $name {
+            fn new(end: End) -> Self {
+                $name { inner: Inner::new(end, $role) }
+            }
+        }
+
+        #[pymethods]
+        impl $name {
+            /// Opens the queue named by `handle` (from either end, in any
+            /// process or runtime) as this kind of end.
+            #[staticmethod]
+            fn attach(py: Python<'_>, handle: &str) -> PyResult<Self> {
+                Ok(Self::new(End::attach(handle, $role).map_err(|e| error(py, e))?))
+            }
+
+            /// The queue's name: pass it to another process and attach it there.
+            #[getter]
+            fn handle(&self) -> &str {
+                &self.inner.handle
+            }
+
+            #[getter]
+            fn closed(&self) -> bool {
+                self.inner.closed()
+            }
+
+            fn close(&self) {
+                self.inner.close();
+            }
+
+            fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+                slf
+            }
+
+            fn __exit__(&self, _t: PyObject, _v: PyObject, _tb: PyObject) {
+                self.close();
+            }
+
+            /// Pickles to its handle: `multiprocessing` children attach the queue.
+            fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<(PyObject, (String,))> {
+                let attach = slf.getattr("attach")?.unbind();
+                Ok((attach, (slf.borrow().inner.handle.clone(),)))
+            }
+
+            fn __repr__(&self) -> String {
+                format!("{}({:?})", stringify!($name), self.inner.handle)
+            }
+
+            $($methods)*
+        }
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                self.inner.close();
+            }
+        }
+    };
 }
 
-#[pymethods]
-impl SharedMemorySender {
-    /// Opens the queue named by `handle` (from either end, in any process or
-    /// runtime) as a sender.
-    #[staticmethod]
-    fn attach(py: Python<'_>, handle: &str) -> PyResult<Self> {
-        let end = End::attach(handle, Role::Sender).map_err(|e| error(py, e))?;
-        Ok(SharedMemorySender {
-            inner: Inner::new(end, Role::Sender),
-        })
-    }
+fn no_receiver() -> ShmqError {
+    ShmqError::new(Code::Closed, "no receiver is left on this queue".into())
+}
 
-    /// The queue's name: pass it to another process and attach it there.
-    #[getter]
-    fn handle(&self) -> &str {
-        &self.inner.handle
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        self.inner.closed()
-    }
-
+end_class!(
+    /// The sending end of a queue.
+    SharedMemorySender,
+    Role::Sender,
+    {
     /// Enqueues `obj`; waits for space (GIL released) unless `block` is
     /// false; raises `queue.Full` after `timeout` seconds.
     #[pyo3(signature = (obj, block = true, timeout = None))]
@@ -467,7 +520,9 @@ impl SharedMemorySender {
         timeout: Option<f64>,
     ) -> PyResult<()> {
         let deadline = deadline(block, timeout)?;
-        if let Some(nd) = numpy_parts(py, obj)? {
+        // bytes and str (the common case) skip the NumPy lookup.
+        let raw = obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyString>();
+        if let Some(nd) = if raw { None } else { numpy_parts(py, obj)? } {
             let (header, address, len) = (&nd.header, nd.address, nd.len);
             let total = (header.len() + len) as u64;
             return self
@@ -476,12 +531,7 @@ impl SharedMemorySender {
                     let view = match end.reserve(total)? {
                         Got::Message(view) => view,
                         Got::Empty => return Ok(None),
-                        Got::Closed => {
-                            return Err(ShmqError::new(
-                                Code::Closed,
-                                "no receiver is left on this queue".into(),
-                            ))
-                        }
+                        Got::Closed => return Err(no_receiver()),
                     };
                     // SAFETY: the reservation holds `total` writable bytes; the
                     // elements are `len` bytes at `address`, C-contiguous, in the
@@ -505,10 +555,7 @@ impl SharedMemorySender {
                 match end.put(tag, bytes)? {
                     Put::Done => Ok(Some(())),
                     Put::Full => Ok(None),
-                    Put::Closed => Err(ShmqError::new(
-                        Code::Closed,
-                        "no receiver is left on this queue".into(),
-                    )),
+                    Put::Closed => Err(no_receiver()),
                 }
             })
     }
@@ -533,62 +580,14 @@ impl SharedMemorySender {
             Err(e) => Err(e),
         }
     }
-
-    fn close(&self) {
-        self.inner.close();
     }
+);
 
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __exit__(&self, _t: PyObject, _v: PyObject, _tb: PyObject) {
-        self.close();
-    }
-
-    /// Pickles to its handle: `multiprocessing` children attach the queue.
-    fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<(PyObject, (String,))> {
-        let attach = slf.getattr("attach")?.unbind();
-        Ok((attach, (slf.borrow().inner.handle.clone(),)))
-    }
-
-    fn __repr__(&self) -> String {
-        format!("SharedMemorySender({:?})", self.inner.handle)
-    }
-}
-
-impl Drop for SharedMemorySender {
-    fn drop(&mut self) {
-        self.inner.close();
-    }
-}
-
-/// The receiving end of a queue.
-#[pyclass(module = "shmq._shmq")]
-struct SharedMemoryReceiver {
-    inner: Arc<Inner>,
-}
-
-#[pymethods]
-impl SharedMemoryReceiver {
-    #[staticmethod]
-    fn attach(py: Python<'_>, handle: &str) -> PyResult<Self> {
-        let end = End::attach(handle, Role::Receiver).map_err(|e| error(py, e))?;
-        Ok(SharedMemoryReceiver {
-            inner: Inner::new(end, Role::Receiver),
-        })
-    }
-
-    #[getter]
-    fn handle(&self) -> &str {
-        &self.inner.handle
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        self.inner.closed()
-    }
-
+end_class!(
+    /// The receiving end of a queue.
+    SharedMemoryReceiver,
+    Role::Receiver,
+    {
     /// The next message; waits (GIL released) unless `block` is false;
     /// raises `queue.Empty` after `timeout` seconds, `BrokenPipeError` once
     /// every sender has closed and the queue is drained.
@@ -616,34 +615,8 @@ impl SharedMemoryReceiver {
     fn get_nowait(&self, py: Python<'_>) -> PyResult<PyObject> {
         self.get(py, false, None)
     }
-
-    fn close(&self) {
-        self.inner.close();
     }
-
-    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __exit__(&self, _t: PyObject, _v: PyObject, _tb: PyObject) {
-        self.close();
-    }
-
-    fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<(PyObject, (String,))> {
-        let attach = slf.getattr("attach")?.unbind();
-        Ok((attach, (slf.borrow().inner.handle.clone(),)))
-    }
-
-    fn __repr__(&self) -> String {
-        format!("SharedMemoryReceiver({:?})", self.inner.handle)
-    }
-}
-
-impl Drop for SharedMemoryReceiver {
-    fn drop(&mut self) {
-        self.inner.close();
-    }
-}
+);
 
 /// Creates a queue in shared memory; returns its (sender, receiver).
 #[pyfunction]
@@ -662,14 +635,7 @@ fn create_shared_memory_pair(
     tx.join()
         .and_then(|()| rx.join())
         .map_err(|e| error(py, e))?;
-    Ok((
-        SharedMemorySender {
-            inner: Inner::new(tx, Role::Sender),
-        },
-        SharedMemoryReceiver {
-            inner: Inner::new(rx, Role::Receiver),
-        },
-    ))
+    Ok((SharedMemorySender::new(tx), SharedMemoryReceiver::new(rx)))
 }
 
 #[pymodule]
