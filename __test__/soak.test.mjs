@@ -1,16 +1,16 @@
-// The soak run (benchmark/soak.mjs) for 60 s: producers and consumers SIGKILLed
+// The soak run (benchmark/soak.mjs) for 30 s: producers and consumers SIGKILLed
 // at random and replaced; nothing torn, duplicated or lost beyond the killed
 // consumers, the queue keeps its capacity, nothing is left in /dev/shm.
-// The one long test of the suite (about 70 s).
+// The one long test of the suite (about 40 s).
 import test from 'ava'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 
 const soak = fileURLToPath(new URL('../benchmark/soak.mjs', import.meta.url))
 
-test('soak: 60 s of kills and replacements keep every invariant (benchmark/soak.mjs exits 0)', async (t) => {
+test('soak: 30 s of kills and replacements keep every invariant (benchmark/soak.mjs exits 0)', async (t) => {
   t.timeout(170_000)
-  const child = spawn(process.execPath, [soak, '--seconds', '60'], {
+  const child = spawn(process.execPath, [soak, '--seconds', '30'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     timeout: 160_000,
     killSignal: 'SIGKILL',
