@@ -289,7 +289,8 @@ abstract class QueueEnd {
       if (result !== NOTHING) return result
       const left = remaining(deadline)
       if (options?.block === false || left === 0) throw onTimeout()
-      await this.watch.next(seen, left, signal)
+      const waiting = this.watch.next(seen, left, signal)
+      if (waiting !== undefined) await waiting
     }
   }
 

@@ -35,29 +35,15 @@ const watches = new Map<number, Watch>()
 let nextToken = 1
 let referenced = 0
 
-/** Whether the native function keeps the loop alive now. */
-let nativeRef = false
-let unrefScheduled = false
-
+/**
+ * Counts the watches that keep the loop alive; the native side holds the
+ * loop while there is one (a flag on a libuv handle: cheap, so per wait).
+ */
 function count(watch: Watch, on: boolean): void {
   if (watch.counted === on) return
   watch.counted = on
   referenced += on ? 1 : -1
-  if (referenced > 0 && !nativeRef) {
-    binding.watchRef(true)
-    nativeRef = true
-  } else if (referenced === 0 && nativeRef && !unrefScheduled) {
-    // Let go after this turn of the loop, not per wait: a busy stream waits
-    // and settles many times a turn.
-    unrefScheduled = true
-    setImmediate(() => {
-      unrefScheduled = false
-      if (referenced === 0 && nativeRef) {
-        binding.watchRef(false)
-        nativeRef = false
-      }
-    })
-  }
+  if (referenced === (on ? 1 : 0)) binding.watchRef(on)
 }
 
 let initialized = false
@@ -103,11 +89,12 @@ export class EventWatch {
   /**
    * Waits (async) for the event to move past `seen`: the core's spin policy
    * first (a short spin while recent waits were short, so a sparse stream
-   * costs no spinning), then the waiter thread.
+   * costs no spinning), then a native watch. Undefined if the spin saw it.
    */
-  async next(seen: number, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<void> {
-    if (binding.endSpin(this.id, this.which, seen)) return
-    await this.wait(seen, timeoutMs, signal)
+  next(seen: number, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<boolean> | undefined {
+    // Not async: a sparse stream pays for every promise.
+    if (binding.endSpin(this.id, this.which, seen)) return undefined
+    return this.wait(seen, timeoutMs, signal)
   }
 
   /** Blocks this thread for at most one wait slice (`timeoutMs`: any value >= 0, or undefined = no limit). */

@@ -11,6 +11,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod hot;
+mod poll;
 #[allow(dead_code)] // some are for the TypeScript side only
 mod protocol;
 pub mod views;
@@ -462,10 +463,21 @@ thread_local! {
 }
 
 /// Sets the function (`(token, failure) => void`) that settles this JS
-/// thread's watches; called once per thread by the wrapper.
+/// thread's watches; called once per thread by the wrapper. Watches go
+/// through this thread's event loop (`poll`) where the kernel allows, else
+/// (or if that fails later) through the waiter thread and a thread-safe
+/// function.
 #[napi(ts_args_type = "settle: (token: number, failure: [string, string] | null) => void")]
-pub fn watch_init(settle: WatchTsfn) {
-    WATCHES.set(Some(std::sync::Arc::new(std::sync::Mutex::new(settle))));
+pub fn watch_init(env: &Env, settle: Function<'_, WatchDone, Unknown<'static>>) -> Result<()> {
+    poll::init(env.raw(), settle.raw());
+    let tsfn = settle
+        .build_threadsafe_function::<WatchDone>()
+        .callee_handled::<false>()
+        .weak::<true>()
+        .build()
+        .js()?;
+    WATCHES.set(Some(std::sync::Arc::new(std::sync::Mutex::new(tsfn))));
+    Ok(())
 }
 
 /// Whether pending watches keep this thread's event loop alive (the wrapper
@@ -473,6 +485,7 @@ pub fn watch_init(settle: WatchTsfn) {
 #[napi]
 #[allow(deprecated)] // ref/unref of one shared function, not reference counting
 pub fn watch_ref(env: &Env, on: bool) -> Result<()> {
+    poll::set_ref(on);
     WATCHES.with_borrow(|w| match w {
         Some(tsfn) => {
             let mut tsfn = tsfn.lock().unwrap_or_else(|p| p.into_inner());
@@ -487,11 +500,20 @@ pub fn watch_ref(env: &Env, on: bool) -> Result<()> {
 }
 
 /// Watches the event until it differs from `seen` or `endCancelWatch`; then
-/// the waiter thread (never the libuv pool) settles `token` through this
-/// thread's function. False if there is nothing to wait for (the end is
-/// closed): settle at once.
+/// this thread's loop (or the waiter thread; never the libuv pool) settles
+/// `token` through this thread's function. False if there is nothing to wait
+/// for (the end is closed): settle at once.
 #[napi]
 pub fn end_watch(id: u32, which_code: u32, seen: u32, token: u32) -> Result<bool> {
+    if poll::usable() {
+        return with_end(id, |r| {
+            let Ok(q) = r.end.queue() else {
+                return Ok(false);
+            };
+            poll::watch(id, q, which(which_code), seen, token);
+            Ok(true)
+        });
+    }
     let Some(tsfn) = WATCHES.with_borrow(Clone::clone) else {
         return Err(ShmqError::invalid(
             "watchInit was not called on this thread",
@@ -520,6 +542,7 @@ pub fn end_watch(id: u32, which_code: u32, seen: u32, token: u32) -> Result<bool
 
 #[napi]
 pub fn end_cancel_watch(id: u32) -> Result<()> {
+    poll::cancel(id);
     with_end(id, |r| {
         r.waiter.cancel();
         Ok(())
@@ -544,6 +567,7 @@ pub fn end_receivers_gone(id: u32) -> Result<bool> {
 #[napi]
 pub fn end_close(env: &Env, id: u32) -> Result<()> {
     with_end(id, |r| {
+        poll::cancel(id);
         r.waiter.settle();
         views::detach_all(env.raw(), r);
         r.end.close();
@@ -557,6 +581,7 @@ pub fn end_free(env: &Env, id: u32) {
     let taken =
         ENDS.with_borrow_mut(|Registry(ends)| ends.get_mut(id as usize).and_then(Option::take));
     if let Some(mut r) = taken {
+        poll::cancel(id);
         r.waiter.settle();
         views::detach_all(env.raw(), &mut r);
     }

@@ -1,18 +1,25 @@
-//! Async waits without the libuv thread pool and without a thread per end:
-//! one thread per process waits on every watched event counter at once
-//! (`futex_waitv`) and calls each watch's completion (a binding resolves a
-//! promise on its JS thread from it). With
-//! nothing to watch it sleeps on a process-local doorbell, costing nothing;
-//! while something is watched and nothing happens, it looks for dead peers
-//! every `sync::PROBE`. The JS side re-checks the queue on every
-//! resolution, so a resolution only ever says "look again".
+//! Async waits without the libuv thread pool and without a thread per end.
+//! A completion only ever says "look again": the caller re-checks the queue.
+//!
+//! - `LoopWatches` (Linux 6.7+): an event-loop thread's watches are futex
+//!   waits on an io_uring whose fd its loop polls, so a message wakes that
+//!   thread once and no other thread runs.
+//! - `Waiter`, where the kernel cannot: one thread per process waits on
+//!   every watched event counter at once (`futex_waitv`) and calls each
+//!   watch's completion (a binding settles a promise on its JS thread from
+//!   it). With nothing to watch it sleeps on a process-local doorbell,
+//!   costing nothing.
+//!
+//! Either way, while something is watched and nothing happens, dead peers
+//! are looked for every `sync::PROBE`.
 
 use crate::error::{Code, ShmqError};
 use crate::layout::Event;
 use crate::queue::Queue;
 use crate::sync;
 use crate::sys::futex;
-use std::collections::HashSet;
+use crate::sys::uring::FutexRing;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::atomic::{AtomicBool, AtomicU32};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -141,6 +148,10 @@ impl Waiter {
     pub fn cancel(&mut self) -> u32 {
         self.cancelled.store(true, SeqCst);
         self.cancelled = Arc::new(AtomicBool::new(false));
+        // No thread, no watches: nothing to ring (and no system call).
+        if !*shared().started.lock().unwrap_or_else(|p| p.into_inner()) {
+            return 0;
+        }
         ring()
     }
 
@@ -229,5 +240,280 @@ fn run() {
         for (q, which, _) in &watched {
             event(q, *which).waiters.fetch_sub(1, SeqCst);
         }
+    }
+}
+
+/// One event-loop thread's watches, without a thread: each is a futex wait
+/// on an io_uring (`sys::uring`) that the loop polls; call `complete` when
+/// `fd` is readable. Single-threaded: one per JS thread.
+///
+/// Invariants (tests below; every async wait of the Node suite uses them):
+/// - a watch increments its event's `waiters` before its wait is queued, so a
+///   bump after that calls futex-wake, and decrements it exactly once: when
+///   its completion is taken or when it is cancelled, whichever comes first;
+/// - the kernel compares the word with `seen` as it queues the wait, so a
+///   bump after the caller read `seen` completes it at once (`-EAGAIN`);
+/// - while a watch is pending a probe is pending: a watched queue's dead
+///   peers are looked for every `sync::PROBE`, and a watch whose event moved
+///   meanwhile is cancelled, so it completes;
+/// - every watch reports its token exactly once, from `complete`.
+pub struct LoopWatches {
+    ring: FutexRing,
+    jobs: HashMap<u64, LoopJob>,
+    next_key: u64,
+    probing: bool,
+    broken: bool,
+}
+
+struct LoopJob {
+    owner: u32,
+    token: u32,
+    which: Which,
+    seen: u32,
+    /// None once let go of (cancelled): its `waiters` count is given back.
+    queue: Option<Arc<Queue>>,
+}
+
+impl LoopJob {
+    fn let_go(&mut self) {
+        if let Some(q) = self.queue.take() {
+            event(&q, self.which).waiters.fetch_sub(1, SeqCst);
+        }
+    }
+}
+
+/// Keys of requests that are not watches.
+const PROBE_KEY: u64 = u64::MAX;
+const CANCEL_KEY: u64 = u64::MAX - 1;
+
+impl LoopWatches {
+    /// None where the kernel has no io_uring futex wait.
+    pub fn new() -> Option<LoopWatches> {
+        Some(LoopWatches {
+            ring: FutexRing::new()?,
+            jobs: HashMap::new(),
+            next_key: 0,
+            probing: false,
+            broken: false,
+        })
+    }
+
+    /// Readable while completions wait for `complete`.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.ring.fd()
+    }
+
+    /// True after the kernel refused a wait: watch through `Waiter` instead
+    /// (every pending watch still reports).
+    pub fn broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Reports `token` (from `complete`) once the event differs from `seen`
+    /// or `cancel(owner)` is called.
+    pub fn watch(&mut self, owner: u32, queue: &Arc<Queue>, which: Which, seen: u32, token: u32) {
+        let key = self.next_key;
+        self.next_key += 1;
+        let ev = event(queue, which);
+        ev.waiters.fetch_add(1, SeqCst);
+        self.ring.wait(&ev.seq, seen, key);
+        self.jobs.insert(
+            key,
+            LoopJob {
+                owner,
+                token,
+                which,
+                seen,
+                queue: Some(queue.clone()),
+            },
+        );
+        if !self.probing {
+            self.probing = true;
+            self.ring.sleep(sync::PROBE, PROBE_KEY);
+        }
+    }
+
+    /// Ends `owner`'s watches soon (each reports its token) and lets go of
+    /// their queues now.
+    pub fn cancel(&mut self, owner: u32) {
+        let keys: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.owner == owner && j.queue.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            self.cancel_job(key);
+        }
+    }
+
+    fn cancel_job(&mut self, key: u64) {
+        if let Some(job) = self.jobs.get_mut(&key) {
+            job.let_go();
+            self.ring.cancel(key, CANCEL_KEY);
+        }
+    }
+
+    /// Takes the completions that have arrived: the tokens to report.
+    pub fn complete(&mut self) -> Vec<u32> {
+        let mut tokens = Vec::new();
+        for (key, result) in self.ring.completions() {
+            match key {
+                CANCEL_KEY => {}
+                PROBE_KEY => {
+                    self.probing = false;
+                    self.probe();
+                }
+                _ => {
+                    let Some(mut job) = self.jobs.remove(&key) else {
+                        continue;
+                    };
+                    job.let_go();
+                    tokens.push(job.token);
+                    // Woken, moved, cancelled, interrupted, or a cancelled
+                    // wait whose word was unmapped before it was submitted.
+                    let expected = [0, libc::EAGAIN, libc::ECANCELED, libc::EINTR, libc::EFAULT];
+                    if !expected.contains(&-result) {
+                        self.broken = true;
+                    }
+                }
+            }
+        }
+        tokens
+    }
+
+    /// Looks for dead peers of the watched queues (once per queue, however
+    /// many of its ends watch) and cancels the watches whose event moved
+    /// meanwhile.
+    fn probe(&mut self) {
+        let mut probed = HashSet::new();
+        let moved: Vec<u64> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| {
+                j.queue.as_ref().is_some_and(|q| {
+                    if probed.insert(q.id) {
+                        q.reap_if_due();
+                    }
+                    event(q, j.which).seq.load(SeqCst) != j.seen
+                })
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in moved {
+            self.cancel_job(key);
+        }
+        if !self.jobs.is_empty() {
+            self.probing = true;
+            self.ring.sleep(sync::PROBE, PROBE_KEY);
+        }
+    }
+
+    /// Pending watches (tests).
+    pub fn pending(&self) -> usize {
+        self.jobs.len()
+    }
+}
+
+impl Drop for LoopWatches {
+    /// The thread is going: give back every `waiters` count (closing the
+    /// ring cancels its requests).
+    fn drop(&mut self) {
+        for job in self.jobs.values_mut() {
+            job.let_go();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::End;
+    use std::time::{Duration, Instant};
+
+    /// Waits until the ring's fd is readable, then takes its tokens.
+    fn next_tokens(w: &mut LoopWatches, within: Duration) -> Vec<u32> {
+        let deadline = Instant::now() + within;
+        loop {
+            let tokens = w.complete();
+            if !tokens.is_empty() || Instant::now() >= deadline {
+                return tokens;
+            }
+            let mut pfd = libc::pollfd {
+                fd: w.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 10) };
+        }
+    }
+
+    fn waiters(q: &Queue) -> u32 {
+        q.items().waiters.load(SeqCst)
+    }
+
+    #[test]
+    fn loop_watches_report_each_token_once_and_give_back_waiters() {
+        let Some(mut w) = LoopWatches::new() else {
+            eprintln!("no io_uring futex wait here: skipped");
+            return;
+        };
+        let (mut tx, rx) = End::create_pair(4, 64, 1 << 20).unwrap();
+        let q = rx.queue().unwrap().clone();
+        let seen = q.items().seq.load(SeqCst);
+
+        // A put from another thread wakes the watch.
+        w.watch(1, &q, Which::Items, seen, 7);
+        assert_eq!(waiters(&q), 1);
+        assert!(next_tokens(&mut w, Duration::from_millis(50)).is_empty());
+        let putter = std::thread::spawn(move || {
+            tx.put(0, b"x").unwrap();
+            tx
+        });
+        assert_eq!(next_tokens(&mut w, Duration::from_secs(5)), vec![7]);
+        assert_eq!(waiters(&q), 0);
+        let _tx = putter.join().unwrap();
+
+        // A stale `seen` completes at once.
+        w.watch(1, &q, Which::Items, seen, 8);
+        assert_eq!(next_tokens(&mut w, Duration::from_secs(5)), vec![8]);
+
+        // Cancel gives the count back at once and reports later.
+        let seen = q.items().seq.load(SeqCst);
+        w.watch(2, &q, Which::Items, seen, 9);
+        w.watch(3, &q, Which::Items, seen, 10);
+        w.cancel(2);
+        assert_eq!(waiters(&q), 1);
+        assert_eq!(next_tokens(&mut w, Duration::from_secs(5)), vec![9]);
+        // The probe does not end a watch whose event has not moved.
+        assert!(next_tokens(&mut w, 2 * sync::PROBE).is_empty());
+        assert_eq!(w.pending(), 1);
+        drop(w);
+        assert_eq!(waiters(&q), 0);
+    }
+
+    #[test]
+    fn loop_watches_past_the_ring_size_all_complete() {
+        let Some(mut w) = LoopWatches::new() else {
+            return;
+        };
+        let (mut tx, rx) = End::create_pair(4, 64, 1 << 20).unwrap();
+        let q = rx.queue().unwrap().clone();
+        let seen = q.items().seq.load(SeqCst);
+        for token in 0..300 {
+            w.watch(token % 5, &q, Which::Items, seen, token);
+        }
+        assert_eq!(waiters(&q), 300);
+        tx.put(0, b"x").unwrap();
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 300 && Instant::now() < deadline {
+            got.extend(next_tokens(&mut w, Duration::from_millis(100)));
+        }
+        got.sort_unstable();
+        assert_eq!(got, (0..300).collect::<Vec<_>>());
+        assert_eq!(waiters(&q), 0);
+        assert_eq!(w.pending(), 0);
     }
 }

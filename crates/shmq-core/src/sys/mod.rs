@@ -15,6 +15,8 @@
 //! - `futex`: waiting on a u32 in shared memory. `wait`, `wake` (`shared`
 //!   false for words in process-private memory) and `wait_any` (many words
 //!   at once, for the waiter thread).
+//! - `uring`: futex waits an event loop can poll (`FutexRing`: an io_uring
+//!   whose fd is readable once a watched word is woken; Linux 6.7+).
 //!
 //! `local/` (cargo feature `sys-local`) is a process-local backend: segments
 //! are heap blocks in a process-wide table and descriptions are values whose
@@ -28,7 +30,7 @@ mod local;
 pub mod names;
 
 #[cfg(target_os = "linux")]
-pub use linux::futex;
+pub use linux::{futex, uring};
 #[cfg(all(target_os = "linux", not(feature = "sys-local")))]
 pub use linux::{lock, segment};
 #[cfg(feature = "sys-local")]
