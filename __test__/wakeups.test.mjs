@@ -4,13 +4,13 @@
 // tested here over real processes; the rest of the suite uses the first
 // where the kernel has it, so the async-wait tests run again on the thread.
 import test from 'ava'
-import { execFile, fork } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { release } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { createSharedMemoryPair } from 'shmq'
-import { fixture, sleep, within } from './helpers.mjs'
+import { nextMessage, sleep, startChild } from './helpers.mjs'
 
 /** Whether this kernel gives an event loop futex waits (io_uring, 6.7+, not disabled). */
 function kernelHasLoopWaits() {
@@ -26,55 +26,26 @@ for (const mode of ['loop', 'thread']) {
   test.serial(
     `${mode}: sparse messages wake a waiting get, in order; a SIGKILLed last sender closes the queue for it`,
     async (t) => {
-      t.timeout(30_000)
       const [tx, rx] = createSharedMemoryPair({ capacity: 4 })
       rx.close()
-      const env = { ...process.env }
-      if (mode === 'thread') env.SHMQ_WAITER = 'thread'
-      else delete env.SHMQ_WAITER
-      const child = fork(fixture('wake-receiver.mjs'), [tx.handle, '20'], {
-        env,
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      const receiver = startChild(t, 'wake-receiver.mjs', [tx.handle, 20], {
+        SHMQ_WAITER: mode === 'thread' ? 'thread' : '',
       })
-      t.teardown(() => child.kill('SIGKILL'))
-      const got = []
-      let threads = []
-      let closed
-      const finished = new Promise((resolve) => {
-        child.on('message', (m) => {
-          if ('got' in m) got.push(m.got)
-          if ('threads' in m) threads = m.threads
-          if ('closed' in m) {
-            closed = m.closed
-            resolve()
-          }
-        })
-      })
-      await within(new Promise((r) => child.once('message', r)), 10_000, 'the receiver attaching')
+      await nextMessage(receiver, 10_000, 'the receiver attaching')
+      const report = nextMessage(receiver, 20_000, 'the receiver seeing the queue closed')
       // Sparse: the receiver is parked in a wait for each one.
       for (let i = 0; i < 20; i++) {
         await sleep(5)
         await tx.put(i)
       }
       // The last sender is a process that dies without closing.
-      const sender = fork(fixture('member.mjs'), [tx.handle, 'sender', 'idle'], {
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-      })
-      t.teardown(() => sender.kill('SIGKILL'))
-      await within(new Promise((r) => sender.once('message', r)), 10_000, 'the sender attaching')
-      await within(
-        (async () => {
-          while (got.length < 20) await sleep(10)
-        })(),
-        10_000,
-        'twenty messages',
-      )
+      const sender = startChild(t, 'member.mjs', [tx.handle, 'sender', 'idle'])
+      await nextMessage(sender, 10_000, 'the sender attaching')
       tx.close()
-      await sleep(300)
-      const killedAt = Date.now()
+      await sleep(100)
       sender.kill('SIGKILL')
-      await within(finished, 10_000, 'the waiting get seeing the queue closed')
-      t.log(`${mode}: closed ${Date.now() - killedAt} ms after the SIGKILL; threads ${threads.join(',')}`)
+      const { got, closed, threads } = await report
+      t.log(`${mode}: threads ${threads.join(',')}`)
       t.deepEqual(got, [...Array(20).keys()])
       t.is(closed, 'ERR_SHMQ_CLOSED')
       const waiterThreads = threads.filter((n) => n === 'shmq-waiter').length
@@ -95,3 +66,13 @@ test.serial('thread: the async-wait test files pass with SHMQ_WAITER=thread', as
   t.is(r.code ?? 0, 0, `${r.stdout}\n${r.stderr}`)
   t.regex(r.stdout + r.stderr, /\d+ tests passed/)
 })
+
+test.serial(
+  'the wrapper loaded twice in one thread (a module registry): each copy settles its own pending waits',
+  async (t) => {
+    for (const mode of ['', 'thread']) {
+      const child = startChild(t, 'wake-twice.cjs', [], { SHMQ_WAITER: mode })
+      t.deepEqual(await nextMessage(child, 20_000), { got: ['one', 'two'], fast: true }, mode || 'loop')
+    }
+  },
+)

@@ -43,22 +43,22 @@ function count(watch: Watch, on: boolean): void {
   if (watch.counted === on) return
   watch.counted = on
   referenced += on ? 1 : -1
-  if (referenced === (on ? 1 : 0)) binding.watchRef(on)
+  if (referenced === (on ? 1 : 0)) binding.watchRef(instance, on)
 }
 
-let initialized = false
+/** This copy of the wrapper's number in the addon (-1 until the first wait). */
+let instance = -1
 
 /** Registers the settling function at the first wait (importing never calls the addon). */
 function init(): void {
-  if (initialized) return
-  binding.watchInit((token, failure) => {
+  if (instance !== -1) return
+  instance = binding.watchInit((token, failure) => {
     const watch = watches.get(token)
     if (watch === undefined) return
     watches.delete(token)
     count(watch, false)
     watch.settle(failure)
   })
-  initialized = true
 }
 
 export class EventWatch {
@@ -161,7 +161,7 @@ export class EventWatch {
     } while (watches.has(token))
     init()
     return new Promise((settle) => {
-      if (!binding.endWatch(this.id, this.which, seen, token)) return settle(null)
+      if (!binding.endWatch(this.id, this.which, seen, token, instance)) return settle(null)
       const watch: Watch = { settle, owner: this, counted: false }
       watches.set(token, watch)
       count(watch, this.referenced)

@@ -456,65 +456,101 @@ type WatchTsfn = napi::threadsafe_function::ThreadsafeFunction<
 >;
 
 thread_local! {
-    /// One per JS thread: every watch of its ends reports through it, so a
-    /// wait costs no thread-safe function of its own.
-    static WATCHES: RefCell<Option<std::sync::Arc<std::sync::Mutex<WatchTsfn>>>> =
-        const { RefCell::new(None) };
+    /// One per copy of the wrapper on this JS thread (a module registry may
+    /// load it twice), by instance number: every watch of its ends reports
+    /// through it, so a wait costs no thread-safe function of its own.
+    static WATCHES: RefCell<Vec<std::sync::Arc<std::sync::Mutex<WatchTsfn>>>> =
+        const { RefCell::new(Vec::new()) };
 }
 
-/// Sets the function (`(token, failure) => void`) that settles this JS
-/// thread's watches; called once per thread by the wrapper. Watches go
+/// Registers a copy of the wrapper's function (`(token, failure) => void`)
+/// that settles its watches; returns the copy's instance number. Watches go
 /// through this thread's event loop (`poll`) where the kernel allows, else
 /// (or if that fails later) through the waiter thread and a thread-safe
 /// function.
 #[napi(ts_args_type = "settle: (token: number, failure: [string, string] | null) => void")]
-pub fn watch_init(env: &Env, settle: Function<'_, WatchDone, Unknown<'static>>) -> Result<()> {
-    poll::init(env.raw(), settle.raw());
+pub fn watch_init(env: &Env, settle: Function<'_, WatchDone, Unknown<'static>>) -> Result<u32> {
     let tsfn = settle
         .build_threadsafe_function::<WatchDone>()
         .callee_handled::<false>()
         .weak::<true>()
         .build()
         .js()?;
-    WATCHES.set(Some(std::sync::Arc::new(std::sync::Mutex::new(tsfn))));
-    Ok(())
+    let instance = WATCHES.with_borrow_mut(|w| {
+        w.push(std::sync::Arc::new(std::sync::Mutex::new(tsfn)));
+        w.len() as u32 - 1
+    });
+    poll::init(env.raw(), settle.raw(), instance);
+    Ok(instance)
 }
 
-/// Whether pending watches keep this thread's event loop alive (the wrapper
-/// says yes while a referenced end waits).
+/// Whether wrapper copy `instance`'s pending watches keep this thread's
+/// event loop alive (the wrapper says yes while a referenced end waits).
 #[napi]
 #[allow(deprecated)] // ref/unref of one shared function, not reference counting
-pub fn watch_ref(env: &Env, on: bool) -> Result<()> {
-    poll::set_ref(on);
-    WATCHES.with_borrow(|w| match w {
-        Some(tsfn) => {
-            let mut tsfn = tsfn.lock().unwrap_or_else(|p| p.into_inner());
-            if on {
-                tsfn.refer(env).js()
-            } else {
-                tsfn.unref(env).js()
-            }
+pub fn watch_ref(env: &Env, instance: u32, on: bool) -> Result<()> {
+    poll::set_ref(instance, on);
+    let Some(tsfn) = WATCHES.with_borrow(|w| w.get(instance as usize).cloned()) else {
+        return Ok(());
+    };
+    let mut tsfn = tsfn.lock().unwrap_or_else(|p| p.into_inner());
+    if on {
+        tsfn.refer(env).js()
+    } else {
+        tsfn.unref(env).js()
+    }
+}
+
+/// Settles `token` of wrapper copy `instance` through its thread-safe
+/// function (from any thread).
+fn settle_through_tsfn(
+    tsfn: &std::sync::Mutex<WatchTsfn>,
+    token: u32,
+    result: std::result::Result<(), ShmqError>,
+) {
+    let failure = result
+        .err()
+        .map(|e| vec![e.code.as_str().to_owned(), e.message]);
+    let tsfn = tsfn.lock().unwrap_or_else(|p| p.into_inner());
+    // Closing: the thread's environment is going away; nobody waits.
+    let _ = tsfn.call(
+        FnArgs::from((token, failure)),
+        ThreadsafeFunctionCallMode::NonBlocking,
+    );
+}
+
+/// Watches the loop can no longer settle (its ring failed): settled now,
+/// spuriously; their callers look again and watch through the waiter thread.
+fn settle_orphans() {
+    for key in poll::orphans() {
+        let (instance, token) = ((key >> 32) as usize, key as u32);
+        if let Some(tsfn) = WATCHES.with_borrow(|w| w.get(instance).cloned()) {
+            settle_through_tsfn(&tsfn, token, Ok(()));
         }
-        None => Ok(()),
-    })
+    }
 }
 
 /// Watches the event until it differs from `seen` or `endCancelWatch`; then
 /// this thread's loop (or the waiter thread; never the libuv pool) settles
-/// `token` through this thread's function. False if there is nothing to wait
-/// for (the end is closed): settle at once.
+/// `token` through wrapper copy `instance`'s function. False if there is
+/// nothing to wait for (the end is closed): settle at once.
 #[napi]
-pub fn end_watch(id: u32, which_code: u32, seen: u32, token: u32) -> Result<bool> {
+pub fn end_watch(id: u32, which_code: u32, seen: u32, token: u32, instance: u32) -> Result<bool> {
     if poll::usable() {
-        return with_end(id, |r| {
-            let Ok(q) = r.end.queue() else {
-                return Ok(false);
-            };
-            poll::watch(id, q, which(which_code), seen, token);
-            Ok(true)
-        });
+        let key = u64::from(instance) << 32 | u64::from(token);
+        let watched = with_end(id, |r| {
+            Ok(r.end
+                .queue()
+                .ok()
+                .map(|q| poll::watch(id, q, which(which_code), seen, key)))
+        })?;
+        match watched {
+            None => return Ok(false),
+            Some(true) => return Ok(true),
+            Some(false) => settle_orphans(),
+        }
     }
-    let Some(tsfn) = WATCHES.with_borrow(Clone::clone) else {
+    let Some(tsfn) = WATCHES.with_borrow(|w| w.get(instance as usize).cloned()) else {
         return Err(ShmqError::invalid(
             "watchInit was not called on this thread",
         ))
@@ -524,17 +560,7 @@ pub fn end_watch(id: u32, which_code: u32, seen: u32, token: u32) -> Result<bool
         let Ok(q) = r.end.queue() else {
             return Ok(false);
         };
-        let done = move |result: std::result::Result<(), ShmqError>| {
-            let failure = result
-                .err()
-                .map(|e| vec![e.code.as_str().to_owned(), e.message]);
-            let tsfn = tsfn.lock().unwrap_or_else(|p| p.into_inner());
-            // Closing: the thread's environment is going away; nobody waits.
-            let _ = tsfn.call(
-                FnArgs::from((token, failure)),
-                ThreadsafeFunctionCallMode::NonBlocking,
-            );
-        };
+        let done = move |result| settle_through_tsfn(&tsfn, token, result);
         r.waiter.watch(q, which(which_code), seen, Box::new(done));
         Ok(true)
     })
@@ -543,6 +569,7 @@ pub fn end_watch(id: u32, which_code: u32, seen: u32, token: u32) -> Result<bool
 #[napi]
 pub fn end_cancel_watch(id: u32) -> Result<()> {
     poll::cancel(id);
+    settle_orphans();
     with_end(id, |r| {
         r.waiter.cancel();
         Ok(())
@@ -568,6 +595,7 @@ pub fn end_receivers_gone(id: u32) -> Result<bool> {
 pub fn end_close(env: &Env, id: u32) -> Result<()> {
     with_end(id, |r| {
         poll::cancel(id);
+        settle_orphans();
         r.waiter.settle();
         views::detach_all(env.raw(), r);
         r.end.close();
@@ -582,6 +610,7 @@ pub fn end_free(env: &Env, id: u32) {
         ENDS.with_borrow_mut(|Registry(ends)| ends.get_mut(id as usize).and_then(Option::take));
     if let Some(mut r) = taken {
         poll::cancel(id);
+        settle_orphans();
         r.waiter.settle();
         views::detach_all(env.raw(), &mut r);
     }

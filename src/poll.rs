@@ -11,6 +11,7 @@ use napi::sys;
 use shmq_core::queue::Queue;
 use shmq_core::waiter::{LoopWatches, Which};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::ptr;
 use std::sync::Arc;
@@ -35,28 +36,63 @@ const UV_READABLE: c_int = 1;
 struct Loop {
     watches: LoopWatches,
     env: sys::napi_env,
-    /// The wrapper's `(token, failure) => void`.
-    settle: sys::napi_ref,
+    /// Each copy of the wrapper on this thread (a module registry may load
+    /// it twice), by instance number: its settle function and whether its
+    /// watches keep the loop alive. A watch's token is `instance << 32 | token`.
+    instances: HashMap<u32, Instance>,
     context: sys::napi_async_context,
     /// A `uv_poll_t` (malloc'd: libuv frees nothing; `free_handle` does).
     handle: *mut c_void,
+}
+
+struct Instance {
+    /// The wrapper's `(token, failure) => void`.
+    settle: sys::napi_ref,
+    referenced: bool,
 }
 
 thread_local! {
     static LOOP: RefCell<Option<Loop>> = const { RefCell::new(None) };
 }
 
-/// Sets up this thread's loop watches; false if they cannot work here.
-pub fn init(env: sys::napi_env, settle: sys::napi_value) -> bool {
+/// Sets up this thread's loop watches for wrapper copy `instance`; false if
+/// they cannot work here.
+pub fn init(env: sys::napi_env, settle: sys::napi_value, instance: u32) -> bool {
     if std::env::var_os("SHMQ_WAITER").is_some_and(|v| v == "thread") {
         return false;
     }
+    if LOOP.with_borrow(Option::is_none) && !start(env) {
+        return false;
+    }
+    let mut settle_ref = ptr::null_mut();
+    // SAFETY: on the JS thread of `env`, with a live `settle`.
+    if unsafe { sys::napi_create_reference(env, settle, 1, &mut settle_ref) }
+        != sys::Status::napi_ok
+    {
+        return false;
+    }
+    LOOP.with_borrow_mut(|l| {
+        l.as_mut().is_some_and(|l| {
+            l.instances.insert(
+                instance,
+                Instance {
+                    settle: settle_ref,
+                    referenced: false,
+                },
+            );
+            true
+        })
+    })
+}
+
+/// This thread's ring and poll handle.
+fn start(env: sys::napi_env) -> bool {
     let Some(watches) = LoopWatches::new() else {
         return false;
     };
-    // SAFETY: called on the JS thread of `env` with a live `settle`; every
-    // out-pointer is a local; the handle is allocated at libuv's size for a
-    // poll handle and given to libuv only once initialised.
+    // SAFETY: called on the JS thread of `env`; every out-pointer is a
+    // local; the handle is allocated at libuv's size for a poll handle and
+    // given to libuv only once initialised.
     unsafe {
         let mut lp = ptr::null_mut();
         let size = uv_handle_size(UV_POLL);
@@ -77,13 +113,10 @@ pub fn init(env: sys::napi_env, settle: sys::napi_value) -> bool {
         }
         // Pending watches hold the loop only while the wrapper says so.
         uv_unref(handle);
-        let mut settle_ref = ptr::null_mut();
         let mut name = ptr::null_mut();
         let mut context = ptr::null_mut();
         let label = c"shmq:wait";
-        if sys::napi_create_reference(env, settle, 1, &mut settle_ref) != sys::Status::napi_ok
-            || sys::napi_create_string_utf8(env, label.as_ptr(), -1, &mut name)
-                != sys::Status::napi_ok
+        if sys::napi_create_string_utf8(env, label.as_ptr(), -1, &mut name) != sys::Status::napi_ok
             || sys::napi_async_init(env, ptr::null_mut(), name, &mut context)
                 != sys::Status::napi_ok
             || sys::napi_add_env_cleanup_hook(env, Some(cleanup), ptr::null_mut())
@@ -95,7 +128,7 @@ pub fn init(env: sys::napi_env, settle: sys::napi_value) -> bool {
         LOOP.set(Some(Loop {
             watches,
             env,
-            settle: settle_ref,
+            instances: HashMap::new(),
             context,
             handle,
         }));
@@ -108,12 +141,12 @@ pub fn usable() -> bool {
     LOOP.with_borrow(|l| l.as_ref().is_some_and(|l| !l.watches.broken()))
 }
 
-pub fn watch(owner: u32, queue: &Arc<Queue>, which: Which, seen: u32, token: u32) {
+/// Watches through the loop; false if the kernel refused (watch elsewhere).
+pub fn watch(owner: u32, queue: &Arc<Queue>, which: Which, seen: u32, token: u64) -> bool {
     LOOP.with_borrow_mut(|l| {
-        if let Some(l) = l {
-            l.watches.watch(owner, queue, which, seen, token);
-        }
-    });
+        l.as_mut()
+            .is_some_and(|l| l.watches.watch(owner, queue, which, seen, token))
+    })
 }
 
 /// Ends `owner`'s watches (they settle soon) and lets go of their queues.
@@ -125,17 +158,31 @@ pub fn cancel(owner: u32) {
     });
 }
 
-/// Whether pending watches keep the loop alive.
-pub fn set_ref(on: bool) {
-    LOOP.with_borrow(|l| {
-        if let Some(l) = l {
-            // SAFETY: a live poll handle of this thread's loop.
-            unsafe {
-                if on {
-                    uv_ref(l.handle)
-                } else {
-                    uv_unref(l.handle)
-                }
+/// Once the ring is broken: the tokens of every watch it still had, for the
+/// caller to settle another way.
+pub fn orphans() -> Vec<u64> {
+    LOOP.with_borrow_mut(|l| {
+        l.as_mut()
+            .map(|l| l.watches.take_if_broken())
+            .unwrap_or_default()
+    })
+}
+
+/// Whether wrapper copy `instance`'s pending watches keep the loop alive
+/// (the handle is referenced while any copy's are).
+pub fn set_ref(instance: u32, on: bool) {
+    LOOP.with_borrow_mut(|l| {
+        let Some(l) = l else { return };
+        if let Some(i) = l.instances.get_mut(&instance) {
+            i.referenced = on;
+        }
+        let any = l.instances.values().any(|i| i.referenced);
+        // SAFETY: a live poll handle of this thread's loop.
+        unsafe {
+            if any {
+                uv_ref(l.handle)
+            } else {
+                uv_unref(l.handle)
             }
         }
     });
@@ -144,13 +191,23 @@ pub fn set_ref(on: bool) {
 /// The ring's fd is readable: settle every completed watch's token.
 unsafe extern "C" fn on_readable(_handle: *mut c_void, _status: c_int, _events: c_int) {
     // Take the tokens first: settling runs JS, which may watch again.
-    let Some((tokens, env, settle, context)) = LOOP.with_borrow_mut(|l| {
-        l.as_mut()
-            .map(|l| (l.watches.complete(), l.env, l.settle, l.context))
+    let Some((calls, env, context)) = LOOP.with_borrow_mut(|l| {
+        l.as_mut().map(|l| {
+            let calls: Vec<(sys::napi_ref, u32)> = l
+                .watches
+                .complete()
+                .into_iter()
+                .filter_map(|key| {
+                    let instance = l.instances.get(&((key >> 32) as u32))?;
+                    Some((instance.settle, key as u32))
+                })
+                .collect();
+            (calls, l.env, l.context)
+        })
     }) else {
         return;
     };
-    for token in tokens {
+    for (settle, token) in calls {
         // SAFETY: on the loop's JS thread, outside any JS call (a libuv
         // callback), with the env and references made for it in `init`.
         unsafe { call_settle(env, settle, context, token) };

@@ -84,7 +84,9 @@
 //! `waiters`, re-checks, and futex-waits on `seq` while it is unchanged; a
 //! bumper calls futex-wake only when `waiters` is non-zero. Waiters also look
 //! for dead rows every [`crate::sync::PROBE`], so a dead peer is noticed within
-//! that time.
+//! that time. A wait may be queued on an io_uring (`IORING_OP_FUTEX_WAIT`)
+//! instead of made by a blocked thread: to the other side it is the same
+//! futex wait, counted in `waiters` the same way.
 //!
 //! # Payload segments
 //! A message longer than `slot_size` travels in a payload segment owned by the

@@ -267,7 +267,7 @@ pub struct LoopWatches {
 
 struct LoopJob {
     owner: u32,
-    token: u32,
+    token: u64,
     which: Which,
     seen: u32,
     /// None once let go of (cancelled): its `waiters` count is given back.
@@ -303,34 +303,46 @@ impl LoopWatches {
         self.ring.fd()
     }
 
-    /// True after the kernel refused a wait: watch through `Waiter` instead
-    /// (every pending watch still reports).
+    /// True after the kernel refused a wait or a submission: watch through
+    /// `Waiter` instead (every pending watch still reports).
     pub fn broken(&self) -> bool {
-        self.broken
+        self.broken || self.ring.failed()
     }
 
     /// Reports `token` (from `complete`) once the event differs from `seen`
-    /// or `cancel(owner)` is called.
-    pub fn watch(&mut self, owner: u32, queue: &Arc<Queue>, which: Which, seen: u32, token: u32) {
+    /// or `cancel(owner)` is called. False (nothing watched) if the kernel
+    /// refused it.
+    pub fn watch(
+        &mut self,
+        owner: u32,
+        queue: &Arc<Queue>,
+        which: Which,
+        seen: u32,
+        token: u64,
+    ) -> bool {
+        if self.broken() {
+            return false;
+        }
         let key = self.next_key;
         self.next_key += 1;
+        let mut job = LoopJob {
+            owner,
+            token,
+            which,
+            seen,
+            queue: Some(queue.clone()),
+        };
         let ev = event(queue, which);
         ev.waiters.fetch_add(1, SeqCst);
-        self.ring.wait(&ev.seq, seen, key);
-        self.jobs.insert(
-            key,
-            LoopJob {
-                owner,
-                token,
-                which,
-                seen,
-                queue: Some(queue.clone()),
-            },
-        );
-        if !self.probing {
-            self.probing = true;
-            self.ring.sleep(sync::PROBE, PROBE_KEY);
+        if !self.ring.wait(&ev.seq, seen, key) {
+            job.let_go();
+            return false;
         }
+        self.jobs.insert(key, job);
+        if !self.probing {
+            self.probing = self.ring.sleep(sync::PROBE, PROBE_KEY);
+        }
+        true
     }
 
     /// Ends `owner`'s watches soon (each reports its token) and lets go of
@@ -355,9 +367,15 @@ impl LoopWatches {
     }
 
     /// Takes the completions that have arrived: the tokens to report.
-    pub fn complete(&mut self) -> Vec<u32> {
+    pub fn complete(&mut self) -> Vec<u64> {
         let mut tokens = Vec::new();
-        for (key, result) in self.ring.completions() {
+        let completions = self.ring.completions();
+        if self.ring.failed() {
+            // Nothing more may come: every watch reports now (its caller
+            // looks again and watches through `Waiter`).
+            return self.take_if_broken();
+        }
+        for (key, result) in completions {
             match key {
                 CANCEL_KEY => {}
                 PROBE_KEY => {
@@ -404,9 +422,23 @@ impl LoopWatches {
             self.cancel_job(key);
         }
         if !self.jobs.is_empty() {
-            self.probing = true;
-            self.ring.sleep(sync::PROBE, PROBE_KEY);
+            self.probing = self.ring.sleep(sync::PROBE, PROBE_KEY);
         }
+    }
+
+    /// Once `broken`: every pending watch, let go of, for its caller to
+    /// report (no completion may come for it). Empty otherwise.
+    pub fn take_if_broken(&mut self) -> Vec<u64> {
+        if !self.broken() {
+            return Vec::new();
+        }
+        self.jobs
+            .drain()
+            .map(|(_, mut job)| {
+                job.let_go();
+                job.token
+            })
+            .collect()
     }
 
     /// Pending watches (tests).
@@ -432,7 +464,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     /// Waits until the ring's fd is readable, then takes its tokens.
-    fn next_tokens(w: &mut LoopWatches, within: Duration) -> Vec<u32> {
+    fn next_tokens(w: &mut LoopWatches, within: Duration) -> Vec<u64> {
         let deadline = Instant::now() + within;
         loop {
             let tokens = w.complete();
@@ -464,7 +496,7 @@ mod tests {
         let seen = q.items().seq.load(SeqCst);
 
         // A put from another thread wakes the watch.
-        w.watch(1, &q, Which::Items, seen, 7);
+        assert!(w.watch(1, &q, Which::Items, seen, 7));
         assert_eq!(waiters(&q), 1);
         assert!(next_tokens(&mut w, Duration::from_millis(50)).is_empty());
         let putter = std::thread::spawn(move || {
@@ -476,13 +508,13 @@ mod tests {
         let _tx = putter.join().unwrap();
 
         // A stale `seen` completes at once.
-        w.watch(1, &q, Which::Items, seen, 8);
+        assert!(w.watch(1, &q, Which::Items, seen, 8));
         assert_eq!(next_tokens(&mut w, Duration::from_secs(5)), vec![8]);
 
         // Cancel gives the count back at once and reports later.
         let seen = q.items().seq.load(SeqCst);
-        w.watch(2, &q, Which::Items, seen, 9);
-        w.watch(3, &q, Which::Items, seen, 10);
+        assert!(w.watch(2, &q, Which::Items, seen, 9));
+        assert!(w.watch(3, &q, Which::Items, seen, 10));
         w.cancel(2);
         assert_eq!(waiters(&q), 1);
         assert_eq!(next_tokens(&mut w, Duration::from_secs(5)), vec![9]);
@@ -494,6 +526,30 @@ mod tests {
     }
 
     #[test]
+    fn loop_watches_cancelled_past_the_completion_queue_all_report() {
+        let Some(mut w) = LoopWatches::new() else {
+            return;
+        };
+        let (_tx, rx) = End::create_pair(4, 64, 1 << 20).unwrap();
+        let q = rx.queue().unwrap().clone();
+        let seen = q.items().seq.load(SeqCst);
+        // 600 cancels: 1200 completions (each wait's and each cancel's), past CQ_ENTRIES.
+        for token in 0..600 {
+            assert!(w.watch(token as u32, &q, Which::Items, seen, token));
+        }
+        for owner in 0..600 {
+            w.cancel(owner);
+        }
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < 600 && Instant::now() < deadline {
+            got.extend(next_tokens(&mut w, Duration::from_millis(100)));
+        }
+        assert_eq!(got.len(), 600);
+        assert_eq!(w.pending(), 0);
+    }
+
+    #[test]
     fn loop_watches_past_the_ring_size_all_complete() {
         let Some(mut w) = LoopWatches::new() else {
             return;
@@ -502,7 +558,7 @@ mod tests {
         let q = rx.queue().unwrap().clone();
         let seen = q.items().seq.load(SeqCst);
         for token in 0..300 {
-            w.watch(token % 5, &q, Which::Items, seen, token);
+            assert!(w.watch(token as u32 % 5, &q, Which::Items, seen, token));
         }
         assert_eq!(waiters(&q), 300);
         tx.put(0, b"x").unwrap();

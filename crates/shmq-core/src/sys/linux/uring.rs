@@ -26,6 +26,7 @@ pub struct FutexRing {
     ring: IoUring,
     /// A pending timeout's time: the kernel reads it when the request is submitted.
     timeout: types::Timespec,
+    failed: bool,
 }
 
 impl FutexRing {
@@ -48,6 +49,7 @@ impl FutexRing {
         .then_some(FutexRing {
             ring,
             timeout: types::Timespec::new(),
+            failed: false,
         })
     }
 
@@ -58,7 +60,7 @@ impl FutexRing {
 
     /// Completes `key` once `word` is woken, or at once if it is no longer
     /// `expected` (`-EAGAIN`), as `futex_wait` compares and sleeps.
-    pub fn wait(&mut self, word: &AtomicU32, expected: u32, key: u64) {
+    pub fn wait(&mut self, word: &AtomicU32, expected: u32, key: u64) -> bool {
         let sqe = opcode::FutexWait::new(
             word.as_ptr().cast_const(),
             u64::from(expected),
@@ -67,25 +69,32 @@ impl FutexRing {
         )
         .build()
         .user_data(key);
-        self.push(&sqe);
+        self.push(&sqe)
     }
 
     /// Completes `key` after `after` (`-ETIME`).
-    pub fn sleep(&mut self, after: Duration, key: u64) {
+    pub fn sleep(&mut self, after: Duration, key: u64) -> bool {
         self.timeout = types::Timespec::from(after);
         let sqe = opcode::Timeout::new(&self.timeout).build().user_data(key);
-        self.push(&sqe);
+        self.push(&sqe)
     }
 
     /// Completes the request `target` soon (`-ECANCELED`, unless it had
     /// already completed); the cancel's own completion has key `key`.
-    pub fn cancel(&mut self, target: u64, key: u64) {
-        self.push(&opcode::AsyncCancel::new(target).build().user_data(key));
+    pub fn cancel(&mut self, target: u64, key: u64) -> bool {
+        // A successful cancel posts nothing of its own (half the completions).
+        self.push(
+            &opcode::AsyncCancel::new(target)
+                .build()
+                .flags(squeue::Flags::SKIP_SUCCESS)
+                .user_data(key),
+        )
     }
 
     /// Pushes and submits (one system call; a wait must be queued before the
-    /// caller goes back to its loop).
-    fn push(&mut self, sqe: &squeue::Entry) {
+    /// caller goes back to its loop). False if the kernel refused (then
+    /// `failed`).
+    fn push(&mut self, sqe: &squeue::Entry) -> bool {
         loop {
             // SAFETY: every pointer in our entries (a futex word in a mapping
             // its caller keeps until the request completes or is cancelled,
@@ -95,20 +104,60 @@ impl FutexRing {
                 break;
             }
             // Full: hand the queued entries to the kernel, then retry.
-            if self.ring.submit().is_err() {
-                std::thread::yield_now();
+            if !self.submit() {
+                self.failed = true;
+                return false;
             }
         }
-        // EINTR or EBUSY (completions overflowing): the entries stay queued
-        // and go with the next submit.
-        let _ = self.ring.submit();
+        if !self.submit() {
+            self.failed = true;
+        }
+        !self.failed
+    }
+
+    fn submit(&mut self) -> bool {
+        loop {
+            match self.ring.submit() {
+                Ok(_) => return true,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                // Completions overflowing: the fd is readable, and
+                // `completions` submits what is queued once it has room.
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return true,
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Takes every completion that has arrived.
     pub fn completions(&mut self) -> Vec<Completion> {
-        self.ring
-            .completion()
-            .map(|c: cqueue::Entry| (c.user_data(), c.result()))
-            .collect()
+        let mut taken = Vec::new();
+        // Bounded: the fd stays readable, so whatever is left comes next turn.
+        for _ in 0..64 {
+            taken.extend(
+                self.ring
+                    .completion()
+                    .map(|c: cqueue::Entry| (c.user_data(), c.result())),
+            );
+            // Completions past CQ_ENTRIES wait in the kernel's overflow list,
+            // which only an enter with GETEVENTS moves into the ring (the fd
+            // stays readable meanwhile); `submit` adds GETEVENTS while the
+            // overflow flag is set, and hands over entries an overflow held
+            // back.
+            let sq = self.ring.submission();
+            let (overflow, queued) = (sq.cq_overflow(), !sq.is_empty());
+            drop(sq);
+            if (overflow || queued) && !self.submit() {
+                self.failed = true;
+            }
+            if !overflow || self.failed {
+                break;
+            }
+        }
+        taken
+    }
+
+    /// True once the kernel refused a submission: use no more.
+    pub fn failed(&self) -> bool {
+        self.failed
     }
 }
