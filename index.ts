@@ -33,6 +33,7 @@ import {
   RECEIVER,
   SENDER,
   SPACE,
+  TAG_BUFFER,
   TAG_RADIX,
   TAG_STRING,
   TAG_V8,
@@ -331,6 +332,15 @@ const MAX_BATCH = 4096
 const manyOut = Buffer.allocUnsafeSlow(1 << 20)
 const manyMeta = new Float64Array(2 * MAX_BATCH)
 
+/** A copy of the bytes of getMany's `n` messages in `manyOut`. */
+function copyBatch(n: number): Buffer {
+  let total = 0
+  for (let i = 0; i < n; i++) if (manyMeta[2 * i] >= 0) total += manyMeta[2 * i + 1]
+  const own = Buffer.allocUnsafe(total)
+  manyOut.copy(own, 0, 0, total)
+  return own
+}
+
 function checkMax(max: unknown): void {
   if (typeof max !== 'number') throw invalidType(`max must be a number, got ${typeof max}`)
   if (!Number.isInteger(max) || max < 1) throw outOfRange(`max must be an integer >= 1, got ${max}`)
@@ -572,16 +582,24 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
     const values: T[] = []
     let bad: ShmqError | undefined
     let at = 0
+    // Raw messages become views of one copy of the batch (as Buffer.allocUnsafe's
+    // are of its pool): a view costs a third of a Buffer and a copy of its own.
+    let own: Buffer | undefined
     for (let i = 0; i < n; i++) {
       const tag = manyMeta[2 * i]
       const length = manyMeta[2 * i + 1]
       try {
         if (tag < 0) throw new Error('its slot was corrupt')
-        values.push(
-          (tag === TAG_STRING
-            ? manyOut.toString('utf8', at, at + length)
-            : decodeCopy(tag, manyOut.subarray(at), length)) as T,
-        )
+        if (tag === TAG_BUFFER) {
+          own ??= copyBatch(n)
+          values.push(Buffer.from(own.buffer, own.byteOffset + at, length) as T)
+        } else {
+          values.push(
+            (tag === TAG_STRING
+              ? manyOut.toString('utf8', at, at + length)
+              : decodeCopy(tag, manyOut.subarray(at), length)) as T,
+          )
+        }
       } catch (e) {
         bad ??= undecodable(e)
       }
