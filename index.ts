@@ -579,34 +579,41 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
       const one = this.tryGet()
       return one === NOTHING ? NOTHING : [one]
     }
-    const values: T[] = []
+    const values: T[] = new Array(n)
+    let good = 0
     let bad: ShmqError | undefined
     let at = 0
     // Raw messages become views of one copy of the batch (as Buffer.allocUnsafe's
     // are of its pool): a view costs a third of a Buffer and a copy of its own.
-    let own: Buffer | undefined
+    let own: ArrayBuffer | undefined
+    let base = 0
     for (let i = 0; i < n; i++) {
       const tag = manyMeta[2 * i]
       const length = manyMeta[2 * i + 1]
       try {
         if (tag < 0) throw new Error('its slot was corrupt')
         if (tag === TAG_BUFFER) {
-          own ??= copyBatch(n)
-          values.push(Buffer.from(own.buffer, own.byteOffset + at, length) as T)
+          if (own === undefined) {
+            const copy = copyBatch(n)
+            own = copy.buffer as ArrayBuffer
+            base = copy.byteOffset
+          }
+          values[good++] = Buffer.from(own, base + at, length) as T
         } else {
-          values.push(
-            (tag === TAG_STRING
+          values[good++] = (
+            tag === TAG_STRING
               ? manyOut.toString('utf8', at, at + length)
-              : decodeCopy(tag, manyOut.subarray(at), length)) as T,
-          )
+              : decodeCopy(tag, manyOut.subarray(at), length)
+          ) as T
         }
       } catch (e) {
         bad ??= undecodable(e)
       }
       if (tag >= 0) at += length
     }
+    values.length = good
     // The good messages are returned; the error comes with the next call.
-    if (values.length === 0 && bad) throw bad
+    if (good === 0 && bad) throw bad
     this.#decodeError = bad
     return values
   }
