@@ -332,15 +332,6 @@ const MAX_BATCH = 4096
 const manyOut = Buffer.allocUnsafeSlow(1 << 20)
 const manyMeta = new Float64Array(2 * MAX_BATCH)
 
-/** A copy of the bytes of getMany's `n` messages in `manyOut`. */
-function copyBatch(n: number): Buffer {
-  let total = 0
-  for (let i = 0; i < n; i++) if (manyMeta[2 * i] >= 0) total += manyMeta[2 * i + 1]
-  const own = Buffer.allocUnsafe(total)
-  manyOut.copy(own, 0, 0, total)
-  return own
-}
-
 function checkMax(max: unknown): void {
   if (typeof max !== 'number') throw invalidType(`max must be a number, got ${typeof max}`)
   if (!Number.isInteger(max) || max < 1) throw outOfRange(`max must be an integer >= 1, got ${max}`)
@@ -583,29 +574,40 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
     let good = 0
     let bad: ShmqError | undefined
     let at = 0
-    // Raw messages become views of one copy of the batch (as Buffer.allocUnsafe's
-    // are of its pool): a view costs a third of a Buffer and a copy of its own.
-    let own: ArrayBuffer | undefined
-    let base = 0
+    // Raw messages under half a pool share copies as Buffer.allocUnsafe's do
+    // (slices of its pool: untransferable, at most 8 KiB kept alive), a copy
+    // per run of them instead of one each; larger ones get their own memory.
+    const shareUnder = Buffer.poolSize >>> 1
+    let chunk: Buffer | undefined
+    let chunkStart = 0
+    let chunkEnd = 0
     for (let i = 0; i < n; i++) {
       const tag = manyMeta[2 * i]
       const length = manyMeta[2 * i + 1]
       try {
         if (tag < 0) throw new Error('its slot was corrupt')
-        if (tag === TAG_BUFFER) {
-          if (own === undefined) {
-            const copy = copyBatch(n)
-            own = copy.buffer as ArrayBuffer
-            base = copy.byteOffset
+        let value: unknown
+        if (tag === TAG_BUFFER && length < shareUnder) {
+          if (chunk === undefined || at + length > chunkEnd) {
+            let end = at + length
+            for (let j = i + 1; j < n && manyMeta[2 * j] === TAG_BUFFER; j++) {
+              if (end + manyMeta[2 * j + 1] - at >= shareUnder) break
+              end += manyMeta[2 * j + 1]
+            }
+            chunk = Buffer.allocUnsafe(end - at)
+            manyOut.copy(chunk, 0, at, end)
+            chunkStart = at
+            chunkEnd = end
           }
-          values[good++] = Buffer.from(own, base + at, length) as T
+          value = chunk.subarray(at - chunkStart, at - chunkStart + length)
         } else {
-          values[good++] = (
+          value =
             tag === TAG_STRING
               ? manyOut.toString('utf8', at, at + length)
               : decodeCopy(tag, manyOut.subarray(at), length)
-          ) as T
         }
+        // Counted only once decoded: a message that fails leaves no hole.
+        values[good++] = value as T
       } catch (e) {
         bad ??= undecodable(e)
       }

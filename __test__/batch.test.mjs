@@ -3,6 +3,7 @@
 import test from 'ava'
 import { fork } from 'node:child_process'
 import { once } from 'node:events'
+import { MessageChannel } from 'node:worker_threads'
 import { createSharedMemoryPair } from 'shmq'
 import { fixture, shmNames } from './helpers.mjs'
 
@@ -75,4 +76,43 @@ test('getMany returns a message larger than its batch buffer on its own', (t) =>
   t.deepEqual(rx.getManySync(10), ['b'])
   tx.close()
   rx.close()
+})
+
+test("getMany's Buffers are each the message's own: mutating or transferring one leaves the others, and a later batch leaves them too", (t) => {
+  const [tx, rx] = createSharedMemoryPair({ capacity: 64, slotSize: 8192 })
+  t.teardown(() => {
+    tx.close()
+    rx.close()
+  })
+  const sizes = [0, 4, 1500, 3000, 5000, 64]
+  tx.putManySync(sizes.map((n, i) => Buffer.alloc(n, i + 1)))
+  const got = rx.getManySync(100)
+  t.deepEqual(
+    got.map((b) => b.length),
+    sizes,
+  )
+  got[2].fill(0xee)
+  const { port1 } = new MessageChannel()
+  // A Buffer with its own ArrayBuffer can be transferred; one sharing a pool cannot.
+  const transferred = new Set()
+  for (const [i, b] of got.entries()) {
+    if (b.byteLength > 0 && b.byteLength === b.buffer.byteLength) {
+      port1.postMessage(b, [b.buffer])
+      transferred.add(i)
+    }
+  }
+  port1.close()
+  t.true(transferred.has(4), 'the 5000-byte message has memory of its own')
+  tx.putManySync([Buffer.alloc(64, 0x77), Buffer.alloc(3000, 0x78)])
+  t.is(rx.getManySync(100).length, 2)
+  for (const [i, b] of got.entries()) {
+    if (transferred.has(i)) continue
+    t.is(b.length, sizes[i], `message ${i} kept its bytes`)
+    if (i !== 2)
+      t.true(
+        b.every((x) => x === i + 1),
+        `message ${i}`,
+      )
+  }
+  t.true(got[2].every((x) => x === 0xee))
 })

@@ -536,7 +536,7 @@ fn settle_orphans() {
 /// nothing to wait for (the end is closed): settle at once.
 #[napi]
 pub fn end_watch(id: u32, which_code: u32, seen: u32, token: u32, instance: u32) -> Result<bool> {
-    if poll::usable() {
+    if poll::usable(instance) {
         let key = u64::from(instance) << 32 | u64::from(token);
         let watched = with_end(id, |r| {
             Ok(r.end

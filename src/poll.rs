@@ -25,6 +25,7 @@ extern "C" {
         events: c_int,
         cb: unsafe extern "C" fn(*mut c_void, c_int, c_int),
     ) -> c_int;
+    fn uv_poll_stop(handle: *mut c_void) -> c_int;
     fn uv_close(handle: *mut c_void, cb: unsafe extern "C" fn(*mut c_void));
     fn uv_ref(handle: *mut c_void);
     fn uv_unref(handle: *mut c_void);
@@ -136,9 +137,13 @@ fn start(env: sys::napi_env) -> bool {
     true
 }
 
-/// True if this thread's watches go through its loop.
-pub fn usable() -> bool {
-    LOOP.with_borrow(|l| l.as_ref().is_some_and(|l| !l.watches.broken()))
+/// True if wrapper copy `instance`'s watches go through this thread's loop
+/// (a copy registered while the ring could not start uses the waiter thread).
+pub fn usable(instance: u32) -> bool {
+    LOOP.with_borrow(|l| {
+        l.as_ref()
+            .is_some_and(|l| !l.watches.broken() && l.instances.contains_key(&instance))
+    })
 }
 
 /// Watches through the loop; false if the kernel refused (watch elsewhere).
@@ -202,6 +207,12 @@ unsafe extern "C" fn on_readable(_handle: *mut c_void, _status: c_int, _events: 
                     Some((instance.settle, key as u32))
                 })
                 .collect();
+            if l.watches.broken() && l.watches.pending() == 0 {
+                // Nothing more will come, and an fd stuck readable would call
+                // this on every turn of the loop.
+                // SAFETY: the live poll handle of this thread's loop.
+                unsafe { uv_poll_stop(l.handle) };
+            }
             (calls, l.env, l.context)
         })
     }) else {

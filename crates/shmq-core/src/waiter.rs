@@ -441,7 +441,7 @@ impl LoopWatches {
             .collect()
     }
 
-    /// Pending watches (tests).
+    /// Pending watches.
     pub fn pending(&self) -> usize {
         self.jobs.len()
     }

@@ -120,9 +120,8 @@ impl FutexRing {
             match self.ring.submit() {
                 Ok(_) => return true,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                // Completions overflowing: the fd is readable, and
-                // `completions` submits what is queued once it has room.
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => return true,
+                // Anything else, EBUSY included (nothing was submitted, and
+                // nothing may make the fd readable): the caller falls back.
                 Err(_) => return false,
             }
         }
