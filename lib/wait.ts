@@ -1,6 +1,8 @@
-// Waiting for a queue event without blocking the event loop. The addon waits
-// on its own thread (never the libuv pool) and resolves a promise; every
-// pending put/get of one end shares that single native wait.
+// Waiting for a queue event without blocking the event loop. The addon
+// watches through this thread's own event loop (an io_uring of futex waits,
+// src/poll.rs) or, where it cannot, its waiter thread (never the libuv pool),
+// and settles a promise; every pending put/get of one end shares that single
+// native wait.
 import { binding } from './binding'
 import type { ITEMS, SPACE } from './constants'
 import { abortError, fromNative, ShmqError, type ShmqErrorCode } from './errors'
@@ -28,9 +30,9 @@ interface Watch {
   counted: boolean
 }
 
-// Every native watch of this thread settles through one function (one
-// thread-safe function per thread, not one per wait). It keeps the event
-// loop alive while some referenced end waits, as a socket does.
+// Every native watch of this copy of the wrapper settles through one
+// function (not one per wait). It keeps the event loop alive while some
+// referenced end waits, as a socket does.
 const watches = new Map<number, Watch>()
 let nextToken = 1
 let referenced = 0
