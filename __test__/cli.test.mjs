@@ -6,7 +6,7 @@ import { execFile, spawn } from 'node:child_process'
 import { closeSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { createSharedMemoryPair } from 'shmq'
-import { run, shmNames, sleep, within } from './helpers.mjs'
+import { crashedQueue, shmNames, sleep, within } from './helpers.mjs'
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
 
@@ -172,14 +172,8 @@ test.serial('`shmq gc` without --force removes nothing, and never lists a live q
     liveTx.close()
     liveRx.close()
   })
-  let handle
-  const crashed = run('creator-idle.mjs', [], {
-    onMessage: (m, child) => {
-      handle = m.handle
-      child.kill('SIGKILL')
-    },
-  })
-  t.is((await crashed).signal, 'SIGKILL')
+  const { handle, signal } = await crashedQueue()
+  t.is(signal, 'SIGKILL')
   // Removed by hand, not by `gc --force`, so no other dead queue is touched.
   t.teardown(() => {
     for (const name of shmNames(handle)) unlinkSync(`/dev/shm/${name}`)

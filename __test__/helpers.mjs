@@ -27,6 +27,21 @@ export function run(name, args = [], { onMessage, timeout = 120_000 } = {}) {
   return Object.assign(done, { child })
 }
 
+/**
+ * A queue whose creator (fixtures/creator-idle.mjs, a large message put) was
+ * SIGKILLed: resolves { handle, signal } once the creator is gone.
+ */
+export async function crashedQueue() {
+  let handle
+  const { signal } = await run('creator-idle.mjs', [], {
+    onMessage: (m, child) => {
+      handle = m.handle
+      child.kill('SIGKILL')
+    },
+  })
+  return { handle, signal }
+}
+
 /** shmq objects in /dev/shm whose name starts with `prefix`. */
 export function shmNames(prefix = 'shmq-') {
   return readdirSync('/dev/shm').filter((n) => n.startsWith(prefix))

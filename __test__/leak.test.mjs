@@ -5,7 +5,7 @@ import { once } from 'node:events'
 import { Worker } from 'node:worker_threads'
 import { fileURLToPath } from 'node:url'
 import { createSharedMemoryPair, SharedMemoryReceiver } from 'shmq'
-import { fixture, run, shmNames } from './helpers.mjs'
+import { crashedQueue, fixture, run, shmNames } from './helpers.mjs'
 
 for (const how of ['natural exit', 'exit']) {
   test(`a creator that ends by ${how} without closing leaves the queue to its attached receiver, then nothing`, async (t) => {
@@ -65,14 +65,8 @@ test.serial(
   async (t) => {
     const [liveTx, liveRx] = createSharedMemoryPair()
     liveTx.putSync(Buffer.alloc(200_000))
-    let handle
-    const crashed = run('creator-idle.mjs', [], {
-      onMessage: (m, child) => {
-        handle = m.handle
-        child.kill('SIGKILL')
-      },
-    })
-    t.is((await crashed).signal, 'SIGKILL')
+    const { handle, signal } = await crashedQueue()
+    t.is(signal, 'SIGKILL')
     t.true(shmNames(handle).length >= 2, 'the crash left the queue and its payload segment')
     const listed = JSON.parse(cli('ls', '--json'))
     t.is(listed.find((q) => q.name === handle)?.status, 'dead')
@@ -93,14 +87,7 @@ test.serial(
 )
 
 test.serial('after a crash, the next shmq start removes the dead queue', async (t) => {
-  let handle
-  const crashed = run('creator-idle.mjs', [], {
-    onMessage: (m, child) => {
-      handle = m.handle
-      child.kill('SIGKILL')
-    },
-  })
-  await crashed
+  const { handle } = await crashedQueue()
   t.true(shmNames(handle).length >= 1)
   const { code } = await run('creator.mjs', ['exit'], { onMessage: (_, child) => child.send('go') })
   t.is(code, 0)

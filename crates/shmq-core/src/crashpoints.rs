@@ -56,6 +56,15 @@ fn kill(end: End) {
     std::mem::forget(end);
 }
 
+/// Stops the victim: killed where it crashed, closed if it finished.
+fn stop(victim: End, crashed: bool) {
+    if crashed {
+        kill(victim);
+    } else {
+        drop(victim);
+    }
+}
+
 fn kill_queue(q: Arc<Queue>) {
     q.kill();
     std::mem::forget(q);
@@ -130,6 +139,14 @@ impl World {
     /// Reaps the victim, then checks every invariant. `maybe_lost`: a
     /// message the victim may have taken with it; `maybe_sent`: one it may
     /// have published before it died.
+    /// `check` after a receiver took `taken` and then stopped: the one
+    /// after them, which it may have been reading when it died, may be lost.
+    fn check_receiver(mut self, taken: &[u64], what: &str) {
+        self.expected.retain(|id| !taken.contains(id));
+        let reading: Vec<u64> = self.expected.iter().copied().take(1).collect();
+        self.check(&reading, &[], what);
+    }
+
     fn check(mut self, maybe_lost: &[u64], maybe_sent: &[u64], what: &str) {
         // A payload put before the reap may reuse a segment the victim had;
         // puts after it would overwrite that message if the reap freed it.
@@ -214,11 +231,7 @@ fn a_sender_dies_at_any_step_of_put() {
             put(&mut victim, 1001);
             put(&mut victim, 1002);
         });
-        if done.is_none() {
-            kill(victim);
-        } else {
-            drop(victim);
-        }
+        stop(victim, done.is_none());
         w.check(&[], &[1001, 1002], &format!("put crash {k:?}"));
         steps
     });
@@ -242,11 +255,7 @@ fn a_sender_dies_at_any_step_of_reserve_and_commit() {
                 victim.commit(view.hold, bytes.len() as u64, 0).unwrap();
             }
         });
-        if done.is_none() {
-            kill(victim);
-        } else {
-            drop(victim);
-        }
+        stop(victim, done.is_none());
         w.check(&[], &[1001, 1002], &format!("reserve crash {k:?}"));
         steps
     });
@@ -255,7 +264,7 @@ fn a_sender_dies_at_any_step_of_reserve_and_commit() {
 #[test]
 fn a_receiver_dies_at_any_step_of_lease_and_release() {
     every_step("lease", |k| {
-        let mut w = World::new();
+        let w = World::new();
         let mut victim = End::attach(&w.handle, Role::Receiver).unwrap();
         let taken = std::cell::RefCell::new(Vec::new());
         let (done, steps) = run(k, || {
@@ -270,15 +279,8 @@ fn a_receiver_dies_at_any_step_of_lease_and_release() {
                 taken.borrow_mut().push(id);
             }
         });
-        let taken = taken.into_inner();
-        w.expected.retain(|id| !taken.contains(id));
-        let reading: Vec<u64> = w.expected.iter().copied().take(1).collect();
-        if done.is_none() {
-            kill(victim);
-        } else {
-            drop(victim);
-        }
-        w.check(&reading, &[], &format!("lease crash {k:?}"));
+        stop(victim, done.is_none());
+        w.check_receiver(&taken.into_inner(), &format!("lease crash {k:?}"));
         steps
     });
 }
@@ -296,17 +298,8 @@ fn a_receiver_dies_at_any_step_of_get() {
                 taken.borrow_mut().push(id);
             }
         });
-        let mut w = w;
-        let taken = taken.into_inner();
-        w.expected.retain(|id| !taken.contains(id));
-        // The one it was reading when it died may be lost.
-        let reading: Vec<u64> = w.expected.iter().copied().take(1).collect();
-        if done.is_none() {
-            kill(victim);
-        } else {
-            drop(victim);
-        }
-        w.check(&reading, &[], &format!("get crash {k:?}"));
+        stop(victim, done.is_none());
+        w.check_receiver(&taken.into_inner(), &format!("get crash {k:?}"));
         steps
     });
 }
@@ -399,11 +392,7 @@ fn random_crashes_under_load_lose_nothing_but_held_messages() {
             (Role::Sender, Some(Some(sent))) => w.expected.push(sent),
             _ => {}
         }
-        if done.is_none() {
-            kill(victim);
-        } else {
-            drop(victim);
-        }
+        stop(victim, done.is_none());
         w.rx.queue().unwrap().reap_dead();
         // Keep the ring moving.
         if next() % 2 == 0 {
