@@ -4,7 +4,7 @@
 import { constants as bufferConstants } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import type { Readable, Writable } from 'node:stream'
-import { binding } from './lib/binding'
+import { binding, hot } from './lib/binding'
 import { decode, decodeCopy, decodeView, serialize, tagOf, type Payload } from './lib/codec'
 import {
   abortError,
@@ -38,7 +38,7 @@ import {
   TAG_STRING,
   TAG_V8,
 } from './lib/constants'
-import { held, heldMeta, Lease, Reservation } from './lib/zerocopy'
+import { Lease, Reservation } from './lib/zerocopy'
 
 export { Lease, Reservation } from './lib/zerocopy'
 export { isSupported } from './lib/binding'
@@ -164,8 +164,6 @@ process.once('exit', () => {
   binding.releaseLingering()
 })
 
-/** put / putString / get as raw native callbacks (the per-message path). */
-const hot = binding.hotPath()
 /** Small messages come back through this buffer and are copied out at once. */
 const scratch = Buffer.allocUnsafeSlow(4096)
 /** tryGet's "nothing yet" (a message may itself be undefined). */
@@ -468,8 +466,8 @@ export class SharedMemorySender<T = unknown> extends QueueEnd {
   }
 
   private tryReserve(byteLength: number): Reservation | typeof NOTHING {
-    const got = held(native(() => binding.endReserve(this.id, byteLength, heldMeta)))
-    if (typeof got !== 'number') return new Reservation(this, this.id, got)
+    const got = native(() => hot.reserve(this.id, byteLength))
+    if (typeof got !== 'number') return new Reservation(this, this.id, hot.held[0], got)
     if (got === GET_CLOSED) throw new QueueClosedError('no receiver is left on this queue')
     return NOTHING
   }
@@ -636,18 +634,20 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   }
 
   private tryLease(): Lease<T> | typeof NOTHING {
-    const got = held(native(() => binding.endLease(this.id, heldMeta)))
+    const got = native(() => hot.lease(this.id))
     if (typeof got !== 'number') {
+      const hold = hot.held[0]
+      const tag = hot.held[1]
       let value: T
       try {
-        value = decodeView(got.tag, got.buffer) as T
+        value = decodeView(tag, got) as T
       } catch (e) {
         // Not decodable (corrupt, or a v8 format this Node cannot read): the
         // message is dropped with an error, and its slot goes back.
-        native(() => binding.endRelease(this.id, got.hold))
+        native(() => hot.release(this.id, hold))
         throw undecodable(e)
       }
-      return new Lease<T>(this, this.id, got, value)
+      return new Lease<T>(this, this.id, hold, got, value)
     }
     if (got === GET_CLOSED) throw new QueueClosedError('every sender has closed and the queue is drained')
     return NOTHING
@@ -717,7 +717,7 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
         const tag = got % TAG_RADIX
         return decodeCopy(tag, scratch, (got - tag) / TAG_RADIX) as T
       }
-      return decode(binding.endLastTag(this.id), got) as T
+      return decode(hot.lastTag(this.id), got) as T
     } catch (e) {
       throw undecodable(e)
     }

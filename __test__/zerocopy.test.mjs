@@ -192,3 +192,35 @@ test('leases and reservations collected unreleased are released by their finaliz
   t.is(run.status, 0, run.stderr)
   t.deepEqual(JSON.parse(run.stdout.trim()), { full: true, size: 2 })
 })
+
+test('a view kept after the Lease is dropped stays valid and keeps its slot until it is collected too', (t) => {
+  const code = `
+    const { createSharedMemoryPair } = require(${JSON.stringify(process.cwd())})
+    const tick = () => new Promise((r) => setTimeout(r, 0))
+    const collect = async () => { for (let i = 0; i < 3; i++) { global.gc(); await tick() } }
+    const fullNow = (tx, v) => { try { tx.putNowait(v); return false } catch (e) { if (e.code !== 'ERR_SHMQ_FULL') throw e; return true } }
+    ;(async () => {
+      const [tx, rx] = createSharedMemoryPair({ capacity: 2 })
+      tx.putSync(Buffer.alloc(100_000, 7))
+      // The Lease object is dropped at once; only its value is kept.
+      let view = (() => rx.leaseSync().value)()
+      await collect()
+      const kept = { length: view.length, first: view[0], last: view[99_999] }
+      tx.putNowait(1)
+      const fullWhileKept = fullNow(tx, 2)
+      view = null
+      await collect()
+      // Collected unreleased: the slot goes back and the ring comes round to it.
+      let fullAfter = true
+      for (let i = 0; i < 50 && fullAfter; i++) { fullAfter = fullNow(tx, 2); if (fullAfter) await collect() }
+      console.log(JSON.stringify({ kept, fullWhileKept, fullAfter, next: [rx.getSync(), rx.getSync()] }))
+    })()`
+  const run = spawnSync(process.execPath, ['--expose-gc', '-e', code], { encoding: 'utf8', timeout: 60_000 })
+  t.is(run.status, 0, run.stderr)
+  t.deepEqual(JSON.parse(run.stdout.trim()), {
+    kept: { length: 100_000, first: 7, last: 7 },
+    fullWhileKept: true,
+    fullAfter: false,
+    next: [1, 2],
+  })
+})

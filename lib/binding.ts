@@ -121,7 +121,22 @@ function unavailable(reason: string): Binding {
       if (typeof name === 'symbol' || name === 'then') return undefined
       if (quiet.has(name)) return nothing
       // Called once when index loads; its functions fail when used.
-      if (name === 'hotPath') return () => ({ put: fail, putString: fail, get: fail })
+      if (name === 'hotPath') {
+        return () => ({
+          put: fail,
+          putString: fail,
+          get: fail,
+          lastTag: fail,
+          event: fail,
+          spin: fail,
+          reserve: fail,
+          lease: fail,
+          commit: fail,
+          abort: fail,
+          release: fail,
+          held: new Uint32Array(2),
+        })
+      }
       return fail
     },
   })
@@ -131,6 +146,9 @@ const loaded = load()
 
 /** @internal The addon, or a stand-in that throws ERR_SHMQ_UNSUPPORTED_PLATFORM. */
 export const binding: Binding = loaded.binding ?? unavailable(loaded.reason)
+
+/** @internal The per-message calls as raw native callbacks (put, get, zero-copy). */
+export const hot = binding.hotPath()
 
 /**
  * True when this platform has a shmq backend and the native addon loaded:

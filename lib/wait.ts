@@ -3,7 +3,7 @@
 // src/poll.rs) or, where it cannot, its waiter thread (never the libuv pool),
 // and settles a promise; every pending put/get of one end shares that single
 // native wait.
-import { binding } from './binding'
+import { binding, hot } from './binding'
 import type { ITEMS, SPACE } from './constants'
 import { abortError, fromNative, ShmqError, type ShmqErrorCode } from './errors'
 
@@ -85,7 +85,7 @@ export class EventWatch {
 
   /** Current event count; read it before looking at the queue. */
   seen(): number {
-    return binding.endEvent(this.id, this.which)
+    return hot.event(this.id, this.which)
   }
 
   /**
@@ -95,7 +95,7 @@ export class EventWatch {
    */
   next(seen: number, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<boolean> | undefined {
     // Not async: a sparse stream pays for every promise.
-    if (binding.endSpin(this.id, this.which, seen)) return undefined
+    if (hot.spin(this.id, this.which, seen)) return undefined
     return this.wait(seen, timeoutMs, signal)
   }
 

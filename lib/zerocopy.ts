@@ -1,55 +1,29 @@
 // Zero-copy: a Reservation is a slot being written in place, a Lease a
 // message being read in place. Their Buffers are views of shared memory,
-// detached (byteLength 0) once the hold ends; one collected unreleased is
-// released (or aborted) by its finalizer.
-import { binding } from './binding'
+// detached (byteLength 0) once the hold ends. The Buffer owns the hold: once
+// it is collected unreleased (so the Reservation or Lease and every view of
+// it are), the addon's finalizer for it aborts or releases the hold.
+import { hot } from './binding'
 import { TAG_BUFFER } from './constants'
 import { native, outOfRange } from './errors'
 
-/** A hold the addon handed out: its number, codec tag and view. */
-export interface Held {
-  hold: number
-  tag: number
-  buffer: Buffer
-}
-
-/** The addon writes `[hold, tag]` here next to the Buffer it returns. */
-export const heldMeta = new Uint32Array(2)
-
-/** The addon's result for a hold: a Buffer (see `heldMeta`), or a status number. */
-export function held(got: Buffer | number): Held | number {
-  return typeof got === 'number' ? got : { hold: heldMeta[0], tag: heldMeta[1], buffer: got }
-}
-
-// A finalizer that finds its end closed or gone has nothing left to do.
-// `owner` (the end's JS object) is held strongly while the hold is
-// registered, so an end is never collected (and closed) under an open hold.
-const unreleased = new FinalizationRegistry<{ owner: object; end: number; hold: number; lease: boolean }>(
-  ({ end, hold, lease }) => {
-    try {
-      if (lease) binding.endRelease(end, hold)
-      else binding.endAbort(end, hold)
-    } catch {}
-  },
-)
-
 abstract class Hold {
-  readonly #end: number
-  readonly #hold: number
+  // The end's object (an end is never collected, and closed, under an open
+  // hold), its number, the hold's number, and its Buffer (whose finalizer
+  // ends the hold once this object and every view of it are collected).
+  readonly #at: readonly [owner: object, end: number, hold: number, view: Buffer]
   #done = false
 
-  protected constructor(owner: object, end: number, held: Held, lease: boolean) {
-    this.#end = end
-    this.#hold = held.hold
-    unreleased.register(this, { owner, end, hold: held.hold, lease }, this)
+  protected constructor(owner: object, end: number, hold: number, view: Buffer) {
+    this.#at = [owner, end, hold, view]
   }
 
   /** Ends the hold once; false if it had ended already. */
   protected finish(call: (end: number, hold: number) => void): boolean {
     if (this.#done) return false
     this.#done = true
-    unreleased.unregister(this)
-    native(() => call(this.#end, this.#hold))
+    const [, end, hold] = this.#at
+    native(() => call(end, hold))
     return true
   }
 }
@@ -60,9 +34,9 @@ export class Reservation extends Hold {
   readonly buffer: Buffer
 
   /** @internal */
-  constructor(owner: object, end: number, held: Held) {
-    super(owner, end, held, false)
-    this.buffer = held.buffer
+  constructor(owner: object, end: number, hold: number, buffer: Buffer) {
+    super(owner, end, hold, buffer)
+    this.buffer = buffer
   }
 
   /** Publishes the first `length` bytes written (default: all); it arrives as a Buffer. */
@@ -70,14 +44,14 @@ export class Reservation extends Hold {
     if (!Number.isInteger(length) || length < 0 || length > this.buffer.length) {
       throw outOfRange(`length must be an integer from 0 to ${this.buffer.length}, got ${length}`)
     }
-    if (!this.finish((end, hold) => binding.endCommit(end, hold, length, TAG_BUFFER))) {
+    if (!this.finish((end, hold) => hot.commit(end, hold, length, TAG_BUFFER))) {
       throw outOfRange('this reservation was already committed or aborted')
     }
   }
 
   /** Gives the space back; nothing is sent. Idempotent. */
   abort(): void {
-    this.finish((end, hold) => binding.endAbort(end, hold))
+    this.finish(hot.abort)
   }
 
   [Symbol.dispose](): void {
@@ -91,14 +65,14 @@ export class Lease<T = unknown> extends Hold {
   readonly value: T
 
   /** @internal */
-  constructor(owner: object, end: number, held: Held, value: T) {
-    super(owner, end, held, true)
+  constructor(owner: object, end: number, hold: number, view: Buffer, value: T) {
+    super(owner, end, hold, view)
     this.value = value
   }
 
   /** Gives the space back to the sender(s). Idempotent. */
   release(): void {
-    this.finish((end, hold) => binding.endRelease(end, hold))
+    this.finish(hot.release)
   }
 
   [Symbol.dispose](): void {

@@ -3,7 +3,7 @@
 //! hundred nanoseconds per message that was a third of the cost. These two
 //! read their arguments and build their results with plain N-API calls.
 
-use crate::{OrThrow, Result};
+use crate::{views, OrThrow, Result};
 use napi::sys;
 use shmq_core::{Code, ShmqError};
 use std::cell::RefCell;
@@ -12,7 +12,8 @@ use std::ptr;
 
 type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
-/// An object `{ put, putString, get }` of raw functions (see lib.rs for what they do).
+/// An object of raw functions: `put`, `putString`, `get` (see lib.rs for
+/// what they do) and the zero-copy ones of `views`, with `views`'s `held`.
 pub fn functions(env: sys::napi_env) -> Result<sys::napi_value> {
     let mut object = ptr::null_mut();
     // SAFETY: N-API calls on the current env with out-pointers to locals.
@@ -22,6 +23,14 @@ pub fn functions(env: sys::napi_env) -> Result<sys::napi_value> {
             (c"put", put as Callback),
             (c"putString", put_string as Callback),
             (c"get", get as Callback),
+            (c"lastTag", last_tag as Callback),
+            (c"event", event as Callback),
+            (c"spin", spin as Callback),
+            (c"reserve", views::reserve as Callback),
+            (c"lease", views::lease as Callback),
+            (c"commit", views::commit as Callback),
+            (c"abort", views::abort as Callback),
+            (c"release", views::release as Callback),
         ] {
             let mut f = ptr::null_mut();
             check(sys::napi_create_function(
@@ -34,11 +43,17 @@ pub fn functions(env: sys::napi_env) -> Result<sys::napi_value> {
             ))?;
             check(sys::napi_set_named_property(env, object, name.as_ptr(), f))?;
         }
+        check(sys::napi_set_named_property(
+            env,
+            object,
+            c"held".as_ptr(),
+            views::held(env)?,
+        ))?;
     }
     Ok(object)
 }
 
-fn check(status: sys::napi_status) -> Result<()> {
+pub(crate) fn check(status: sys::napi_status) -> Result<()> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
@@ -50,15 +65,15 @@ fn check(status: sys::napi_status) -> Result<()> {
     }
 }
 
-/// Runs `body` with up to three arguments; errors and panics become JS
+/// Runs `body` with up to N arguments; errors and panics become JS
 /// exceptions (a panic never crosses into Node).
-unsafe fn call(
+pub(crate) unsafe fn call<const N: usize>(
     env: sys::napi_env,
     info: sys::napi_callback_info,
-    body: impl FnOnce([sys::napi_value; 3]) -> Result<sys::napi_value>,
+    body: impl FnOnce([sys::napi_value; N]) -> Result<sys::napi_value>,
 ) -> sys::napi_value {
-    let mut argc = 3usize;
-    let mut argv = [ptr::null_mut(); 3];
+    let mut argc = N;
+    let mut argv = [ptr::null_mut(); N];
     // SAFETY: argv has room for argc values.
     let status = unsafe {
         sys::napi_get_cb_info(
@@ -88,18 +103,60 @@ unsafe fn call(
     }
 }
 
-unsafe fn to_u32(env: sys::napi_env, value: sys::napi_value) -> Result<u32> {
+pub(crate) unsafe fn to_u32(env: sys::napi_env, value: sys::napi_value) -> Result<u32> {
     let mut n = 0u32;
     // SAFETY: out-pointer to a local.
     check(unsafe { sys::napi_get_value_uint32(env, value, &mut n) })?;
     Ok(n)
 }
 
-unsafe fn from_u32(env: sys::napi_env, n: u32) -> Result<sys::napi_value> {
+pub(crate) unsafe fn from_u32(env: sys::napi_env, n: u32) -> Result<sys::napi_value> {
     let mut v = ptr::null_mut();
     // SAFETY: out-pointer to a local.
     check(unsafe { sys::napi_create_uint32(env, n, &mut v) })?;
     Ok(v)
+}
+
+/// `lastTag(id)`: the tag of the last message `get` returned as a Buffer.
+unsafe extern "C" fn last_tag(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: called by Node with a valid env and callback info.
+    unsafe {
+        call(env, info, |[id]| {
+            let tag = crate::with_end(to_u32(env, id)?, |r| Ok(r.last_tag))?;
+            from_u32(env, tag)
+        })
+    }
+}
+
+/// `event(id, which)`: the items (0) or space (1) event counter now (0 once closed).
+unsafe extern "C" fn event(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: called by Node with a valid env and callback info.
+    unsafe {
+        call(env, info, |[id, which]| {
+            let which = crate::which(to_u32(env, which)?);
+            let n = crate::with_end(to_u32(env, id)?, |r| Ok(r.end.event(which)))?;
+            from_u32(env, n)
+        })
+    }
+}
+
+/// `spin(id, which, seen)`: the first step of a wait (`End::spin_first`, a
+/// short spin while recent waits were short); true if the event moved past `seen`.
+unsafe extern "C" fn spin(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+    // SAFETY: called by Node with a valid env and callback info.
+    unsafe {
+        call(env, info, |[id, which, seen]| {
+            let which = crate::which(to_u32(env, which)?);
+            let seen = to_u32(env, seen)?;
+            let moved = crate::with_end(to_u32(env, id)?, |r| Ok(r.end.spin_first(which, seen)))?;
+            let mut v = ptr::null_mut();
+            check(sys::napi_get_boolean(env, moved, &mut v))?;
+            Ok(v)
+        })
+    }
 }
 
 /// `put(id, tag, bytes)`: PUT_DONE / PUT_FULL / PUT_CLOSED.

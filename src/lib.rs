@@ -53,9 +53,9 @@ struct Registered {
     waiter: Waiter,
     end: End,
     last_tag: u32,
-    /// Weak references to the Buffers handed out for reservations and
-    /// leases, by hold number, so they can be detached when the hold ends.
-    views: std::collections::HashMap<u32, sys::napi_ref>,
+    /// The Buffers handed out for reservations and leases, by hold number,
+    /// so they can be detached when the hold ends (see `views`).
+    views: std::collections::HashMap<u32, views::Open>,
 }
 
 /// The ends of one JS thread (main or worker), by number.
@@ -106,7 +106,19 @@ pub(crate) fn with_end<R>(id: u32, f: impl FnOnce(&mut Registered) -> Result<R>)
     })
 }
 
-fn which(w: u32) -> Which {
+/// As `with_end`, for finalizers: nothing happens when the end is gone, or
+/// the registry is in use or torn down (the thread is ending).
+pub(crate) fn try_with_end(id: u32, f: impl FnOnce(&mut Registered)) {
+    let _ = ENDS.try_with(|ends| {
+        if let Ok(mut ends) = ends.try_borrow_mut() {
+            if let Some(Some(r)) = ends.0.get_mut(id as usize) {
+                f(r);
+            }
+        }
+    });
+}
+
+pub(crate) fn which(w: u32) -> Which {
     if w == protocol::ITEMS {
         Which::Items
     } else {
@@ -280,7 +292,7 @@ pub fn end_size(id: u32) -> Result<f64> {
 /// memory malloc has already faulted in (external or pooled buffers, freed
 /// only by finalizers, were measured slower).
 #[napi(
-    ts_return_type = "{ put(id: number, tag: number, bytes: ArrayBufferView | ArrayBuffer): number; putString(id: number, value: string): number; get(id: number, scratch: Uint8Array): Buffer | string | number }"
+    ts_return_type = "{ put(id: number, tag: number, bytes: ArrayBufferView | ArrayBuffer): number; putString(id: number, value: string): number; get(id: number, scratch: Uint8Array): Buffer | string | number; lastTag(id: number): number; event(id: number, which: number): number; spin(id: number, which: number, seen: number): boolean; reserve(id: number, len: number): Buffer | number; lease(id: number): Buffer | number; commit(id: number, hold: number, len: number, tag: number): void; abort(id: number, hold: number): void; release(id: number, hold: number): void; held: Uint32Array }"
 )]
 pub fn hot_path(env: &Env) -> Result<Unknown<'_>> {
     let value = hot::functions(env.raw())?;
@@ -409,26 +421,7 @@ pub fn end_get_many(id: u32, max: u32, mut out: Bytes, mut meta: Bytes) -> Resul
     })
 }
 
-/// The tag of the last message `get` returned as a Buffer.
-#[napi]
-pub fn end_last_tag(id: u32) -> Result<u32> {
-    with_end(id, |r| Ok(r.last_tag))
-}
-
 // ---- waiting ----
-
-/// Current value of the items (0) or space (1) event counter (0 once closed).
-#[napi]
-pub fn end_event(id: u32, which_code: u32) -> Result<u32> {
-    with_end(id, |r| Ok(r.end.event(which(which_code))))
-}
-
-/// The first step of a wait (`End::spin_first`: a short spin while recent
-/// waits were short); true if the event moved past `seen`.
-#[napi]
-pub fn end_spin(id: u32, which_code: u32, seen: u32) -> Result<bool> {
-    with_end(id, |r| Ok(r.end.spin_first(which(which_code), seen)))
-}
 
 /// Blocks this thread until the event differs from `seen` or the timeout
 /// passes (negative = no timeout), for at most one wait slice (`End::wait`).

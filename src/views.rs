@@ -1,132 +1,249 @@
 //! Zero-copy: shared memory handed to JS in place, as Buffers over a
-//! reservation's or a lease's bytes. Each Buffer keeps the mapping it points
-//! into alive (its finalizer drops the hold on it), so no view ever outlives
-//! its memory, whatever order close, release and GC happen in; and each is
-//! detached (byteLength 0) when its hold ends, so a late read sees nothing
-//! rather than another message's bytes.
+//! reservation's or a lease's bytes, through raw N-API callbacks (as `hot`).
+//!
+//! A Buffer owns its hold. Its finalizer, which runs once the Buffer is
+//! collected, ends the hold if nothing else did (a reservation or lease
+//! collected unreleased), then drops its keep on the mapping, so no view
+//! outlives its memory whatever order close, release and GC happen in. A
+//! hold ended by a call (commit, abort, release, close) first detaches its
+//! Buffer (byteLength 0): a late read sees nothing rather than another
+//! message's bytes.
+//!
+//! Invariants:
+//! - `Registered::views` has an entry for a hold exactly while the hold is
+//!   open and its Buffer was handed out; each entry's serial is unique in
+//!   the thread.
+//! - A finalizer ends a hold only if that entry carries its own serial: an
+//!   ended hold, a reused hold number, a freed or reused end number all fail
+//!   the test, so a finalizer never ends another view's hold.
 
+use crate::hot::{call, check, to_u32};
 use crate::protocol::{GET_CLOSED, GET_EMPTY};
-use crate::{with_end, Bytes, OrThrow, Registered, Result};
-use napi::bindgen_prelude::*;
+use crate::{with_end, OrThrow, Registered, Result};
 use napi::sys;
-use napi_derive::napi;
 use shmq_core::end::{Got, Keep, View};
 use shmq_core::ShmqError;
+use std::cell::Cell;
 use std::ffi::c_void;
 use std::ptr;
 
-fn check(status: sys::napi_status, what: &str) -> Result<()> {
-    if status == sys::Status::napi_ok {
-        Ok(())
-    } else {
-        Err(ShmqError::new(
-            shmq_core::Code::Os,
-            format!("{what} failed (N-API status {status})"),
-        ))
-        .js()
+/// An open hold's Buffer: its serial and a weak reference to its ArrayBuffer.
+pub(crate) struct Open {
+    serial: u64,
+    weak: sys::napi_ref,
+}
+
+/// What a Buffer's finalizer needs.
+struct Owner {
+    /// Held, never read: the mapping the Buffer points into.
+    _keep: Keep,
+    end: u32,
+    hold: u32,
+    serial: u64,
+    lease: bool,
+}
+
+thread_local! {
+    static SERIAL: Cell<u64> = const { Cell::new(0) };
+    /// The serial of the last finalizer run (see `to_js`).
+    static FINALIZED: Cell<u64> = const { Cell::new(0) };
+    /// This thread's `held` Uint32Array: its env, a strong reference, its data.
+    static HELD: Cell<Option<(sys::napi_env, sys::napi_ref, *mut u32)>> = const { Cell::new(None) };
+}
+
+/// The Uint32Array where reserve and lease write `[hold, tag]` of the
+/// Buffer they return; the wrapper reads it right after the call. One per
+/// thread, so wrapper copies loaded twice share it.
+pub(crate) fn held(env: sys::napi_env) -> Result<sys::napi_value> {
+    let mut array = ptr::null_mut();
+    // SAFETY: N-API calls on the current env with out-pointers to locals; the
+    // strong reference keeps the ArrayBuffer (and so `data`) alive for the
+    // thread's life, and only the wrapper, which never detaches it, sees it.
+    unsafe {
+        if let Some((e, strong, _)) = HELD.get() {
+            if e == env {
+                check(sys::napi_get_reference_value(env, strong, &mut array))?;
+                return Ok(array);
+            }
+        }
+        let (mut data, mut buffer, mut strong) =
+            (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        check(sys::napi_create_arraybuffer(env, 8, &mut data, &mut buffer))?;
+        check(sys::napi_create_typedarray(
+            env,
+            sys::TypedarrayType::uint32_array,
+            2,
+            buffer,
+            0,
+            &mut array,
+        ))?;
+        check(sys::napi_create_reference(env, array, 1, &mut strong))?;
+        HELD.set(Some((env, strong, data.cast())));
     }
+    Ok(array)
 }
 
-unsafe extern "C" fn drop_keep(_env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
-    // SAFETY: `hint` is the Box<Keep> leaked in `to_js`, finalized once.
-    drop(unsafe { Box::from_raw(hint.cast::<Keep>()) });
+unsafe extern "C" fn finalize(env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the Box<Owner> leaked in `to_js`, finalized once.
+    let owner = unsafe { Box::from_raw(hint.cast::<Owner>()) };
+    FINALIZED.set(owner.serial);
+    // Never unwinds into Node. An end closed, freed or in use (at teardown)
+    // has no hold of this Buffer's left to end.
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::try_with_end(owner.end, |r| {
+            if r.views
+                .get(&owner.hold)
+                .is_some_and(|o| o.serial == owner.serial)
+            {
+                forget(env, r, owner.hold, false);
+                let _ = if owner.lease {
+                    r.end.release(owner.hold)
+                } else {
+                    r.end.abort(owner.hold)
+                };
+            }
+        })
+    }));
+    // Last: the mapping outlives the hold.
+    drop(owner);
 }
 
-/// The Buffer of a view, with `[hold, tag]` written to `meta` (a
-/// Uint32Array of 2), or the number GET_EMPTY / GET_CLOSED.
-fn to_js<'env>(
-    env: &'env Env,
+/// The Buffer of a view (`[hold, tag]` written to `held`), or the number
+/// GET_EMPTY / GET_CLOSED. A view that cannot be handed out is given back.
+fn to_js(
+    env: sys::napi_env,
     r: &mut Registered,
+    end: u32,
     got: Got<View>,
-    meta: &mut [u32],
-) -> Result<Unknown<'env>> {
-    let raw = env.raw();
+    lease: bool,
+) -> Result<sys::napi_value> {
+    let mut out = ptr::null_mut();
     let view = match got {
         Got::Message(view) => view,
-        Got::Empty => return env.create_double(GET_EMPTY).map(|v| v.to_unknown()).js(),
-        Got::Closed => return env.create_double(GET_CLOSED).map(|v| v.to_unknown()).js(),
+        Got::Empty | Got::Closed => {
+            let n = if matches!(got, Got::Empty) {
+                GET_EMPTY
+            } else {
+                GET_CLOSED
+            };
+            // SAFETY: out-pointer to a local.
+            check(unsafe { sys::napi_create_double(env, n, &mut out) })?;
+            return Ok(out);
+        }
     };
-    let keep = Box::into_raw(Box::new(view.keep));
-    let mut buffer = ptr::null_mut();
-    // SAFETY: `view.ptr` points at `view.len` bytes of a mapping that `keep`
-    // holds alive; the finalizer takes `keep` back exactly once.
+    let (hold, tag) = (view.hold, view.tag);
+    let made = make(env, r, end, view, lease, &mut out);
+    if made.is_err() {
+        // Nothing reached JS: give the hold back rather than keep it for ever.
+        let _ = if lease {
+            r.end.release(hold)
+        } else {
+            r.end.abort(hold)
+        };
+    } else if let Some((_, _, meta)) = HELD.get() {
+        // SAFETY: `meta` is the live 2-element array made by `held`, which
+        // the wrapper called (through `hotPath`) before any reserve or lease.
+        unsafe { (*meta, *meta.add(1)) = (hold, tag) };
+    }
+    made.map(|()| out)
+}
+
+fn make(
+    env: sys::napi_env,
+    r: &mut Registered,
+    end: u32,
+    view: View,
+    lease: bool,
+    out: &mut sys::napi_value,
+) -> Result<()> {
+    let serial = SERIAL.get() + 1;
+    SERIAL.set(serial);
+    let hold = view.hold;
+    let owner = Box::into_raw(Box::new(Owner {
+        _keep: view.keep,
+        end,
+        hold,
+        serial,
+        lease,
+    }));
+    // SAFETY: `view.ptr` points at `view.len` bytes of a mapping that
+    // `owner._keep` holds alive; `finalize` takes `owner` back exactly once.
     let status = unsafe {
         sys::napi_create_external_buffer(
-            raw,
+            env,
             view.len,
             view.ptr.cast(),
-            Some(drop_keep),
-            keep.cast(),
-            &mut buffer,
+            Some(finalize),
+            owner.cast(),
+            out,
         )
     };
     if status != sys::Status::napi_ok {
-        // SAFETY: not handed to N-API: still ours to free.
-        drop(unsafe { Box::from_raw(keep) });
-        check(status, "creating a view of shared memory")?;
-    }
-    let mut array_buffer = ptr::null_mut();
-    let mut weak = ptr::null_mut();
-    // SAFETY: N-API calls on values just created in this env, out-pointers to locals.
-    unsafe {
-        check(
-            sys::napi_get_typedarray_info(
-                raw,
-                buffer,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut array_buffer,
-                ptr::null_mut(),
+        // Node runs the finalizer at once on some failures (a length past
+        // buffer.constants.MAX_LENGTH); if it did not, `owner` is still ours.
+        if FINALIZED.get() != serial {
+            // SAFETY: not taken by N-API (its finalizer has not run).
+            drop(unsafe { Box::from_raw(owner) });
+        }
+        return Err(ShmqError::new(
+            shmq_core::Code::Os,
+            format!(
+                "could not make a Buffer of {} bytes over shared memory (N-API status {status})",
+                view.len
             ),
-            "reading a view",
-        )?;
-        check(
-            sys::napi_create_reference(raw, array_buffer, 0, &mut weak),
-            "referencing a view",
-        )?;
+        ))
+        .js();
     }
-    r.views.insert(view.hold, weak);
-    if let [hold, tag, ..] = meta {
-        (*hold, *tag) = (view.hold, view.tag);
+    let (mut array_buffer, mut weak) = (ptr::null_mut(), ptr::null_mut());
+    // SAFETY: N-API calls on the Buffer just made, out-pointers to locals.
+    unsafe {
+        check(sys::napi_get_typedarray_info(
+            env,
+            *out,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            &mut array_buffer,
+            ptr::null_mut(),
+        ))?;
+        check(sys::napi_create_reference(env, array_buffer, 0, &mut weak))?;
     }
-    // SAFETY: a valid Buffer value of this env.
-    Ok(unsafe { Unknown::from_raw_unchecked(raw, buffer) })
+    r.views.insert(hold, Open { serial, weak });
+    Ok(())
 }
 
-/// Detaches the view of `hold` (if it is still reachable) and forgets it.
-fn detach(env: sys::napi_env, r: &mut Registered, hold: u32) {
-    let Some(weak) = r.views.remove(&hold) else {
+/// Forgets the Buffer of `hold` (detaching it first if asked and it is
+/// still reachable).
+fn forget(env: sys::napi_env, r: &mut Registered, hold: u32, detach: bool) {
+    let Some(open) = r.views.remove(&hold) else {
         return;
     };
-    let mut array_buffer = ptr::null_mut();
-    // SAFETY: a reference created in this env by `to_js`, deleted once here;
-    // a collected buffer gives null, which is skipped.
+    // SAFETY: a reference made in this env by `make`, deleted once here; a
+    // collected ArrayBuffer gives null, which is skipped.
     unsafe {
-        sys::napi_get_reference_value(env, weak, &mut array_buffer);
-        if !array_buffer.is_null() {
-            sys::napi_detach_arraybuffer(env, array_buffer);
+        if detach {
+            let mut array_buffer = ptr::null_mut();
+            sys::napi_get_reference_value(env, open.weak, &mut array_buffer);
+            if !array_buffer.is_null() {
+                sys::napi_detach_arraybuffer(env, array_buffer);
+            }
         }
-        sys::napi_delete_reference(env, weak);
+        sys::napi_delete_reference(env, open.weak);
     }
 }
 
-/// Detaches every view of an end (it closes or is freed).
+/// Detaches every Buffer of an end (it closes or is freed).
 pub(crate) fn detach_all(env: sys::napi_env, r: &mut Registered) {
     let holds: Vec<u32> = r.views.keys().copied().collect();
     for hold in holds {
-        detach(env, r, hold);
+        forget(env, r, hold, true);
     }
 }
 
-fn hold_of(got: &Got<View>) -> Option<u32> {
-    match got {
-        Got::Message(view) => Some(view.hold),
-        _ => None,
-    }
-}
-
-fn length(len: f64) -> Result<u64> {
+unsafe fn to_length(env: sys::napi_env, value: sys::napi_value) -> Result<u64> {
+    let mut len = f64::NAN;
+    // SAFETY: out-pointer to a local (a non-number leaves it NaN).
+    unsafe { sys::napi_get_value_double(env, value, &mut len) };
     if (0.0..=2f64.powi(53)).contains(&len) && len.fract() == 0.0 {
         Ok(len as u64)
     } else {
@@ -134,65 +251,106 @@ fn length(len: f64) -> Result<u64> {
     }
 }
 
-/// Claims a slot for `len` bytes written in place: its Buffer (hold number
-/// in `meta[0]`), or GET_EMPTY when the queue is full, GET_CLOSED when no
+unsafe fn undefined(env: sys::napi_env) -> Result<sys::napi_value> {
+    let mut v = ptr::null_mut();
+    // SAFETY: out-pointer to a local.
+    check(unsafe { sys::napi_get_undefined(env, &mut v) })?;
+    Ok(v)
+}
+
+/// `reserve(id, len)`: a writable Buffer of `len` bytes in a slot (`held[0]`
+/// its hold), or GET_EMPTY when the queue is full, GET_CLOSED when no
 /// receiver is left.
-#[napi(ts_return_type = "number | Buffer")]
-pub fn end_reserve(env: &Env, id: u32, len: f64, mut meta: Bytes) -> Result<Unknown<'_>> {
-    let len = length(len)?;
-    with_end(id, |r| {
-        let got = r.end.reserve(len).js()?;
-        let hold = hold_of(&got);
-        // SAFETY: the wrapper passes a Uint32Array it does not touch meanwhile.
-        let out = to_js(env, r, got, unsafe { meta.elements::<u32>() });
-        if let (Err(_), Some(hold)) = (&out, hold) {
-            // No view was made: give the slot back rather than hold it for ever.
-            let _ = r.end.abort(hold);
-        }
-        out
-    })
+pub(crate) unsafe extern "C" fn reserve(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: called by Node with a valid env and callback info.
+    unsafe {
+        call(env, info, |[id, len]| {
+            let (id, len) = (to_u32(env, id)?, to_length(env, len)?);
+            with_end(id, |r| {
+                let got = r.end.reserve(len).js()?;
+                to_js(env, r, id, got, false)
+            })
+        })
+    }
 }
 
-/// Publishes reservation `hold` (its first `len` bytes) with codec `tag`.
-#[napi]
-pub fn end_commit(env: &Env, id: u32, hold: u32, len: f64, tag: u32) -> Result<()> {
-    let len = length(len)?;
-    with_end(id, |r| {
-        detach(env.raw(), r, hold);
-        r.end.commit(hold, len, tag).js()
-    })
+/// `commit(id, hold, len, tag)`: publishes reservation `hold` (its first
+/// `len` bytes) with codec `tag`.
+pub(crate) unsafe extern "C" fn commit(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: called by Node with a valid env and callback info.
+    unsafe {
+        call(env, info, |[id, hold, len, tag]| {
+            let (id, hold, len, tag) = (
+                to_u32(env, id)?,
+                to_u32(env, hold)?,
+                to_length(env, len)?,
+                to_u32(env, tag)?,
+            );
+            with_end(id, |r| {
+                forget(env, r, hold, true);
+                r.end.commit(hold, len, tag).js()
+            })?;
+            undefined(env)
+        })
+    }
 }
 
-/// Gives reservation `hold` back unsent. Idempotent.
-#[napi]
-pub fn end_abort(env: &Env, id: u32, hold: u32) -> Result<()> {
-    with_end(id, |r| {
-        detach(env.raw(), r, hold);
-        r.end.abort(hold).js()
-    })
+/// `abort(id, hold)`: gives reservation `hold` back unsent. Idempotent.
+pub(crate) unsafe extern "C" fn abort(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: called by Node with a valid env and callback info.
+    unsafe {
+        call(env, info, |[id, hold]| {
+            let (id, hold) = (to_u32(env, id)?, to_u32(env, hold)?);
+            with_end(id, |r| {
+                forget(env, r, hold, true);
+                r.end.abort(hold).js()
+            })?;
+            undefined(env)
+        })
+    }
 }
 
-/// The next message in place: its Buffer (`[hold, tag]` in `meta`), or
-/// GET_EMPTY / GET_CLOSED.
-#[napi(ts_return_type = "number | Buffer")]
-pub fn end_lease(env: &Env, id: u32, mut meta: Bytes) -> Result<Unknown<'_>> {
-    with_end(id, |r| {
-        let got = r.end.lease().js()?;
-        let hold = hold_of(&got);
-        // SAFETY: the wrapper passes a Uint32Array it does not touch meanwhile.
-        let out = to_js(env, r, got, unsafe { meta.elements::<u32>() });
-        if let (Err(_), Some(hold)) = (&out, hold) {
-            let _ = r.end.release(hold);
-        }
-        out
-    })
+/// `lease(id)`: the next message in place as a Buffer (`[hold, tag]` in
+/// `held`), or GET_EMPTY / GET_CLOSED.
+pub(crate) unsafe extern "C" fn lease(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: called by Node with a valid env and callback info.
+    unsafe {
+        call(env, info, |[id]| {
+            let id = to_u32(env, id)?;
+            with_end(id, |r| {
+                let got = r.end.lease().js()?;
+                to_js(env, r, id, got, true)
+            })
+        })
+    }
 }
 
-/// Ends lease `hold`. Idempotent.
-#[napi]
-pub fn end_release(env: &Env, id: u32, hold: u32) -> Result<()> {
-    with_end(id, |r| {
-        detach(env.raw(), r, hold);
-        r.end.release(hold).js()
-    })
+/// `release(id, hold)`: ends lease `hold`. Idempotent.
+pub(crate) unsafe extern "C" fn release(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: called by Node with a valid env and callback info.
+    unsafe {
+        call(env, info, |[id, hold]| {
+            let (id, hold) = (to_u32(env, id)?, to_u32(env, hold)?);
+            with_end(id, |r| {
+                forget(env, r, hold, true);
+                r.end.release(hold).js()
+            })?;
+            undefined(env)
+        })
+    }
 }
