@@ -576,8 +576,9 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
     // (slices of its pool: untransferable, at most 8 KiB kept alive), a copy
     // per run of them instead of one each; larger ones get their own memory.
     const shareUnder = Buffer.poolSize >>> 1
-    let chunk: Buffer | undefined
-    let chunkStart = 0
+    // The current copy: its memory, and where message bytes at `at` lie in it.
+    let chunk: ArrayBuffer | undefined
+    let chunkShift = 0
     let chunkEnd = 0
     for (let i = 0; i < n; i++) {
       const tag = manyMeta[2 * i]
@@ -592,12 +593,14 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
               if (end + manyMeta[2 * j + 1] - at >= shareUnder) break
               end += manyMeta[2 * j + 1]
             }
-            chunk = Buffer.allocUnsafe(end - at)
-            manyOut.copy(chunk, 0, at, end)
-            chunkStart = at
+            const copy = Buffer.allocUnsafe(end - at)
+            manyOut.copy(copy, 0, at, end)
+            chunk = copy.buffer
+            chunkShift = copy.byteOffset - at
             chunkEnd = end
           }
-          value = chunk.subarray(at - chunkStart, at - chunkStart + length)
+          // (Buffer.from skips subarray's species lookup: 20 ns a message.)
+          value = Buffer.from(chunk, at + chunkShift, length)
         } else {
           value =
             tag === TAG_STRING

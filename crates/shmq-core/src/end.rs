@@ -54,6 +54,9 @@ impl<T> Got<T> {
     }
 }
 
+/// How many slots ahead a batch prefetches (`Queue::prefetch`).
+const PREFETCH_AHEAD: u64 = 8;
+
 /// Keeps a mapping alive while a JS view of it exists.
 pub type Keep = Arc<dyn Send + Sync>;
 
@@ -656,7 +659,22 @@ impl End {
         // Receivers are woken once, after the batch (and on an error too).
         let mut sent = 0;
         let mut outcome = Ok(Got::Message(0));
+        // Slots ahead that receivers had freed when the batch began.
+        let (mut next, free_to) = match self.queue() {
+            Ok(q) => (
+                q.tail_now(),
+                q.head_now().wrapping_add(u64::from(q.capacity)),
+            ),
+            Err(_) => (0, 0),
+        };
         for (tag, bytes) in messages {
+            let ahead = next.wrapping_add(PREFETCH_AHEAD);
+            if free_to.wrapping_sub(ahead) as i64 > 0 {
+                if let Ok(q) = self.queue() {
+                    q.prefetch(ahead);
+                }
+            }
+            next = next.wrapping_add(1);
             match self.put_with(tag, bytes, false) {
                 Ok(Put::Done) => sent += 1,
                 Ok(Put::Closed) if sent == 0 => {
@@ -698,10 +716,17 @@ impl End {
         }
         let max = max.min(meta.len() / 2);
         let (mut n, mut at) = (0, 0);
+        // Slots ahead that were claimed by a sender when the batch began;
+        // the ones past it may still be being written (do not steal them).
+        let claimed_to = q.tail_now();
         while n < max {
             let Some(c) = q.claim_head_within(&m, (out.len() - at) as u64)? else {
                 break;
             };
+            let ahead = c.pos.wrapping_add(PREFETCH_AHEAD);
+            if claimed_to.wrapping_sub(ahead) as i64 > 0 {
+                q.prefetch(ahead);
+            }
             let copied = match self.read(&q, &c) {
                 Err(e) if e.is_transient() => {
                     self.pending = Some(c);
