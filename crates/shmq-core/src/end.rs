@@ -659,7 +659,8 @@ impl End {
         // Receivers are woken once, after the batch (and on an error too).
         let mut sent = 0;
         let mut outcome = Ok(Got::Message(0));
-        // Slots ahead that receivers had freed when the batch began.
+        // Prefetch only below the head (plus a lap) seen when the batch
+        // began: slots receivers have taken, most already freed.
         let (mut next, free_to) = match self.queue() {
             Ok(q) => (
                 q.tail_now(),
@@ -716,8 +717,9 @@ impl End {
         }
         let max = max.min(meta.len() / 2);
         let (mut n, mut at) = (0, 0);
-        // Slots ahead that were claimed by a sender when the batch began;
-        // the ones past it may still be being written (do not steal them).
+        // Prefetch only below the tail seen when the batch began: slots a
+        // sender has claimed (most already published); past it a sender
+        // may be about to write, and would have to take the line back.
         let claimed_to = q.tail_now();
         while n < max {
             let Some(c) = q.claim_head_within(&m, (out.len() - at) as u64)? else {
