@@ -2,7 +2,7 @@
 //   node benchmark/bench.mjs [--quick] [--runs N] [--sizes 64,1Ki,...] [--only shmq]
 // Each measurement runs in a fresh process pair (runner.mjs + peer.mjs); the
 // table shows medians (min–max) and shmq's ratios; results go to benchmark/results/.
-import { fork, spawnSync } from 'node:child_process'
+import { execFileSync, fork, spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
@@ -141,25 +141,24 @@ for (const size of [64, 4 * KiB]) {
   }
 }
 // Zero-copy with work: fill and sum every 8-byte word across processes,
-// against the same two loops on local memory in one process.
+// against the same two loops on local memory in a fresh process (as is, and
+// after one ArrayBuffer detach: see local-work.mjs).
 results.work = {}
-function localFillSum(size) {
-  const a = new Float64Array(size / 8)
-  let total = 0
-  const reps = Math.max(3, Math.min(200, Math.floor(GiB / size)))
-  const t0 = process.hrtime.bigint()
-  for (let r = 0; r < reps; r++) {
-    a.fill(r)
-    for (let j = 0; j < a.length; j++) total += a[j]
-  }
-  if (Number.isNaN(total)) throw new Error('bad sum')
-  return (size * reps) / Number(process.hrtime.bigint() - t0)
-}
+const localWork = (size, ...flags) =>
+  Number(
+    execFileSync(process.execPath, [fileURLToPath(new URL('./local-work.mjs', import.meta.url)), String(size), ...flags], {
+      encoding: 'utf8',
+    }),
+  )
 if (!opts.only || 'shmq lease f64'.includes(opts.only)) {
   for (const size of [MiB, 16 * MiB].filter((s) => sizes.includes(s))) {
     progress(`fill + sum ${label(size)}`)
     const m = await measure({ transport: 'shmq lease f64', mode: 'oneway', size, count: countFor('shmq', size) })
-    results.work[size] = { lease: (m.messages * size) / m.seconds / 1e9, local: localFillSum(size) }
+    results.work[size] = {
+      lease: (m.messages * size) / m.seconds / 1e9,
+      local: localWork(size),
+      localDetached: localWork(size, '--after-detach'),
+    }
   }
 }
 
@@ -247,12 +246,12 @@ if (Object.keys(results.work).length > 0) {
     '',
     `## Zero-copy with work (producer fills a Float64Array, consumer sums it)`,
     '',
-    `| size | shmq lease | same loops, local memory, one process | ratio |`,
-    `|---|---|---|---|`,
+    `| size | shmq lease | same loops, local memory, one process | ratio | same, after one ArrayBuffer detach | ratio |`,
+    `|---|---|---|---|---|---|`,
   )
   for (const [size, w] of Object.entries(results.work)) {
     lines.push(
-      `| ${label(Number(size))} | ${w.lease.toFixed(2)} GB/s | ${w.local.toFixed(2)} GB/s | ${Math.round((100 * w.lease) / w.local)} % |`,
+      `| ${label(Number(size))} | ${w.lease.toFixed(2)} GB/s | ${w.local.toFixed(2)} GB/s | ${Math.round((100 * w.lease) / w.local)} % | ${w.localDetached.toFixed(2)} GB/s | ${Math.round((100 * w.lease) / w.localDetached)} % |`,
     )
   }
 }
