@@ -146,9 +146,13 @@ for (const size of [64, 4 * KiB]) {
 results.work = {}
 const localWork = (size, ...flags) =>
   Number(
-    execFileSync(process.execPath, [fileURLToPath(new URL('./local-work.mjs', import.meta.url)), String(size), ...flags], {
-      encoding: 'utf8',
-    }),
+    execFileSync(
+      process.execPath,
+      [fileURLToPath(new URL('./local-work.mjs', import.meta.url)), String(size), ...flags],
+      {
+        encoding: 'utf8',
+      },
+    ),
   )
 if (!opts.only || 'shmq lease f64'.includes(opts.only)) {
   for (const size of [MiB, 16 * MiB].filter((s) => sizes.includes(s))) {
