@@ -224,3 +224,75 @@ test('a view kept after the Lease is dropped stays valid and keeps its slot unti
     next: [1, 2],
   })
 })
+
+test('a view outlives its collected end: it keeps its bytes, and its slot until it is collected too; then the end closes', (t) => {
+  const code = `
+    const { createSharedMemoryPair, SharedMemorySender } = require(${JSON.stringify(process.cwd())})
+    const tick = () => new Promise((r) => setTimeout(r, 5))
+    const collect = async () => { for (let i = 0; i < 4; i++) { global.gc(); await tick() } }
+    ;(async () => {
+      const collected = []
+      const fr = new FinalizationRegistry((name) => collected.push(name))
+      let handle
+      // Both ends and the Lease are dropped; only the view is kept.
+      let view = (() => {
+        const [tx, rx] = createSharedMemoryPair({ capacity: 2 })
+        handle = tx.handle
+        fr.register(tx, 'tx')
+        fr.register(rx, 'rx')
+        tx.putSync(Buffer.alloc(100_000, 7))
+        return rx.leaseSync().value
+      })()
+      // A sender of our own keeps the queue attached, to see the receiver go.
+      const tx2 = SharedMemorySender.attach(handle)
+      await collect()
+      const kept = { length: view.length, first: view[0], last: view[99_999], collected: collected.sort() }
+      tx2.putNowait(1)
+      let fullWhileKept = false
+      try { tx2.putNowait(2) } catch (e) { fullWhileKept = e.code === 'ERR_SHMQ_FULL' }
+      view = null
+      let closed = false
+      for (let i = 0; i < 50 && !closed; i++) {
+        await collect()
+        try { tx2.putNowait(3) } catch (e) { closed = e.code === 'ERR_SHMQ_CLOSED' }
+      }
+      tx2.close()
+      console.log(JSON.stringify({ kept, fullWhileKept, closed }))
+    })()`
+  const run = spawnSync(process.execPath, ['--expose-gc', '-e', code], { encoding: 'utf8', timeout: 60_000 })
+  t.is(run.status, 0, run.stderr)
+  t.deepEqual(JSON.parse(run.stdout.trim()), {
+    kept: { length: 100_000, first: 7, last: 7, collected: ['rx', 'tx'] },
+    fullWhileKept: true,
+    closed: true,
+  })
+})
+
+test('the addon loaded anew in the same thread (require.cache cleared, .node too): each copy reads its own lease tags and holds', (t) => {
+  const code = `
+    const path = ${JSON.stringify(process.cwd())}
+    const A = require(path)
+    const [tx, rx] = A.createSharedMemoryPair({ capacity: 4 })
+    tx.putSync(Buffer.from('first'))
+    tx.putSync({ an: 'object' })
+    const l1 = rx.leaseSync()
+    for (const k of Object.keys(require.cache)) delete require.cache[k]
+    const B = require(path)
+    if (A === B) throw new Error('not loaded anew')
+    const [txB, rxB] = B.createSharedMemoryPair({ capacity: 4 })
+    txB.putSync('b')
+    const lB = rxB.leaseSync()
+    const l2 = rx.leaseSync()
+    const out = { second: l2.value, b: lB.value }
+    l2.release()
+    out.firstAfter = l1.value.toString()
+    l1.release()
+    lB.release()
+    for (let i = 0; i < 4; i++) tx.putNowait(i)
+    out.size = rx.size
+    console.log(JSON.stringify(out))
+  `
+  const run = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 60_000 })
+  t.is(run.status, 0, run.stderr)
+  t.deepEqual(JSON.parse(run.stdout.trim()), { second: { an: 'object' }, b: 'b', firstAfter: 'first', size: 4 })
+})

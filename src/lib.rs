@@ -56,6 +56,9 @@ struct Registered {
     /// The Buffers handed out for reservations and leases, by hold number,
     /// so they can be detached when the hold ends (see `views`).
     views: std::collections::HashMap<u32, views::Open>,
+    /// Its JS object was collected while some of `views` were reachable: it
+    /// stays registered and open until the last of them is collected.
+    freed: bool,
 }
 
 /// The ends of one JS thread (main or worker), by number.
@@ -81,6 +84,7 @@ fn register(end: End) -> u32 {
         waiter: Waiter::default(),
         last_tag: 0,
         views: Default::default(),
+        freed: false,
     };
     ENDS.with_borrow_mut(
         |Registry(ends)| match ends.iter().position(Option::is_none) {
@@ -107,14 +111,23 @@ pub(crate) fn with_end<R>(id: u32, f: impl FnOnce(&mut Registered) -> Result<R>)
 }
 
 /// As `with_end`, for finalizers: nothing happens when the end is gone, or
-/// the registry is in use or torn down (the thread is ending).
+/// the registry is in use or torn down (the thread is ending). A freed end
+/// whose last view this was closes.
 pub(crate) fn try_with_end(id: u32, f: impl FnOnce(&mut Registered)) {
     let _ = ENDS.try_with(|ends| {
-        if let Ok(mut ends) = ends.try_borrow_mut() {
-            if let Some(Some(r)) = ends.0.get_mut(id as usize) {
-                f(r);
-            }
-        }
+        let taken = match ends.try_borrow_mut() {
+            Ok(mut ends) => match ends.0.get_mut(id as usize) {
+                Some(slot @ Some(_)) => {
+                    let r = slot.as_mut().expect("matched Some");
+                    f(r);
+                    (r.freed && r.views.is_empty()).then(|| slot.take())
+                }
+                _ => None,
+            },
+            Err(_) => None,
+        };
+        // Dropped (closed) out of the registry's borrow.
+        drop(taken);
     });
 }
 
@@ -596,22 +609,38 @@ pub fn end_close(env: &Env, id: u32) -> Result<()> {
     })
 }
 
-/// Closes the end and forgets its number (its JS object was collected).
+/// Closes the end and forgets its number (its JS object was collected),
+/// or, while views of its holds are reachable, once the last of them is
+/// collected (so they keep their memory and slots).
 #[napi]
-pub fn end_free(env: &Env, id: u32) {
-    let taken =
-        ENDS.with_borrow_mut(|Registry(ends)| ends.get_mut(id as usize).and_then(Option::take));
+pub fn end_free(id: u32) {
+    let taken = ENDS.with_borrow_mut(|Registry(ends)| match ends.get_mut(id as usize) {
+        Some(Some(r)) if !r.views.is_empty() => {
+            r.freed = true;
+            r.waiter.settle();
+            None
+        }
+        Some(slot) => slot.take(),
+        None => None,
+    });
+    poll::cancel(id);
+    settle_orphans();
     if let Some(mut r) = taken {
-        poll::cancel(id);
-        settle_orphans();
         r.waiter.settle();
-        views::detach_all(env.raw(), &mut r);
     }
 }
 
-/// Releases queues whose creator closed its unused ends (called at exit).
+/// At exit: closes the ends kept only by views (nothing runs after), then
+/// releases queues whose creator closed its unused ends.
 #[napi]
 pub fn release_lingering() {
+    let freed: Vec<Registered> = ENDS.with_borrow_mut(|Registry(ends)| {
+        ends.iter_mut()
+            .filter(|slot| slot.as_ref().is_some_and(|r| r.freed))
+            .filter_map(Option::take)
+            .collect()
+    });
+    drop(freed);
     end::release_lingering(true);
 }
 

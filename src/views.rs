@@ -16,6 +16,15 @@
 //! - A finalizer ends a hold only if that entry carries its own serial: an
 //!   ended hold, a reused hold number, a freed or reused end number all fail
 //!   the test, so a finalizer never ends another view's hold.
+//! - Whoever removes a Buffer's `Owner` from `OWNERS` (its finalizer, or
+//!   `make` when N-API failed) drops it, once.
+//! - A hold whose ArrayBuffer someone else detached (`transfer()`, Node 21+:
+//!   the memory lives on in an ArrayBuffer we cannot detach) is neither
+//!   ended by release or abort nor committed: its finalizer ends it once that
+//!   memory is collected. (`close()` ends it regardless; see the README.)
+//! - An end whose JS object is collected while views of its holds are
+//!   reachable stays registered and open until the last is collected
+//!   (`Registered::freed`), so those views keep their memory and slots.
 
 use crate::hot::{call, check, to_u32};
 use crate::protocol::{GET_CLOSED, GET_EMPTY};
@@ -23,7 +32,8 @@ use crate::{with_end, OrThrow, Registered, Result};
 use napi::sys;
 use shmq_core::end::{Got, Keep, View};
 use shmq_core::ShmqError;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::ptr;
 
@@ -39,32 +49,33 @@ struct Owner {
     _keep: Keep,
     end: u32,
     hold: u32,
-    serial: u64,
     lease: bool,
 }
 
 thread_local! {
     static SERIAL: Cell<u64> = const { Cell::new(0) };
-    /// The serial of the last finalizer run (see `to_js`).
-    static FINALIZED: Cell<u64> = const { Cell::new(0) };
-    /// This thread's `held` Uint32Array: its env, a strong reference, its data.
-    static HELD: Cell<Option<(sys::napi_env, sys::napi_ref, *mut u32)>> = const { Cell::new(None) };
+    /// The Owners of the Buffers not finalized yet, by serial (a Buffer's
+    /// finalizer hint is its serial).
+    static OWNERS: RefCell<HashMap<u64, Owner>> = RefCell::new(HashMap::new());
+    /// Each env's `held` array: the env, a strong reference, its data.
+    static HELD: RefCell<Vec<(sys::napi_env, sys::napi_ref, *mut u32)>> =
+        const { RefCell::new(Vec::new()) };
 }
 
 /// The Uint32Array where reserve and lease write `[hold, tag]` of the
 /// Buffer they return; the wrapper reads it right after the call. One per
-/// thread, so wrapper copies loaded twice share it.
+/// env (an addon loaded anew has its own), shared by the wrapper copies of
+/// that env.
 pub(crate) fn held(env: sys::napi_env) -> Result<sys::napi_value> {
     let mut array = ptr::null_mut();
+    let known = HELD.with_borrow(|h| h.iter().find(|e| e.0 == env).map(|e| e.1));
     // SAFETY: N-API calls on the current env with out-pointers to locals; the
     // strong reference keeps the ArrayBuffer (and so `data`) alive for the
-    // thread's life, and only the wrapper, which never detaches it, sees it.
+    // env's life, and only the wrapper, which never detaches it, sees it.
     unsafe {
-        if let Some((e, strong, _)) = HELD.get() {
-            if e == env {
-                check(sys::napi_get_reference_value(env, strong, &mut array))?;
-                return Ok(array);
-            }
+        if let Some(strong) = known {
+            check(sys::napi_get_reference_value(env, strong, &mut array))?;
+            return Ok(array);
         }
         let (mut data, mut buffer, mut strong) =
             (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
@@ -78,23 +89,28 @@ pub(crate) fn held(env: sys::napi_env) -> Result<sys::napi_value> {
             &mut array,
         ))?;
         check(sys::napi_create_reference(env, array, 1, &mut strong))?;
-        HELD.set(Some((env, strong, data.cast())));
+        HELD.with_borrow_mut(|h| h.push((env, strong, data.cast())));
     }
     Ok(array)
 }
 
 unsafe extern "C" fn finalize(env: sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
-    // SAFETY: `hint` is the Box<Owner> leaked in `to_js`, finalized once.
-    let owner = unsafe { Box::from_raw(hint.cast::<Owner>()) };
-    FINALIZED.set(owner.serial);
-    // Never unwinds into Node. An end closed, freed or in use (at teardown)
-    // has no hold of this Buffer's left to end.
+    let serial = hint as u64;
+    // Never unwinds into Node.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Gone: `make` failed and dropped it. At thread teardown the map may
+        // be gone too (its Owners with it).
+        let Some(owner) = OWNERS
+            .try_with(|o| o.try_borrow_mut().ok().and_then(|mut o| o.remove(&serial)))
+            .ok()
+            .flatten()
+        else {
+            return;
+        };
+        // An end closed or in use (at teardown) has no hold of this
+        // Buffer's left to end.
         crate::try_with_end(owner.end, |r| {
-            if r.views
-                .get(&owner.hold)
-                .is_some_and(|o| o.serial == owner.serial)
-            {
+            if r.views.get(&owner.hold).is_some_and(|o| o.serial == serial) {
                 forget(env, r, owner.hold, false);
                 let _ = if owner.lease {
                     r.end.release(owner.hold)
@@ -102,10 +118,10 @@ unsafe extern "C" fn finalize(env: sys::napi_env, _data: *mut c_void, hint: *mut
                     r.end.abort(owner.hold)
                 };
             }
-        })
+        });
+        // Last: the mapping outlives the hold.
+        drop(owner);
     }));
-    // Last: the mapping outlives the hold.
-    drop(owner);
 }
 
 /// The Buffer of a view (`[hold, tag]` written to `held`), or the number
@@ -133,19 +149,26 @@ fn to_js(
     };
     let (hold, tag) = (view.hold, view.tag);
     let made = make(env, r, end, view, lease, &mut out);
-    if made.is_err() {
-        // Nothing reached JS: give the hold back rather than keep it for ever.
-        let _ = if lease {
-            r.end.release(hold)
-        } else {
-            r.end.abort(hold)
-        };
-    } else if let Some((_, _, meta)) = HELD.get() {
-        // SAFETY: `meta` is the live 2-element array made by `held`, which
-        // the wrapper called (through `hotPath`) before any reserve or lease.
-        unsafe { (*meta, *meta.add(1)) = (hold, tag) };
+    let meta = HELD.with_borrow(|h| h.iter().find(|e| e.0 == env).map(|e| e.2));
+    match (&made, meta) {
+        // SAFETY: the live 2-element array `held` made for this env.
+        (Ok(()), Some(meta)) => unsafe { (*meta, *meta.add(1)) = (hold, tag) },
+        // Nothing usable reached JS: give the hold back rather than keep it
+        // for ever (the Buffer, if made, is forgotten and unreachable).
+        _ => {
+            forget(env, r, hold, false);
+            let _ = if lease {
+                r.end.release(hold)
+            } else {
+                r.end.abort(hold)
+            };
+        }
     }
-    made.map(|()| out)
+    match (made, meta) {
+        (Ok(()), Some(_)) => Ok(out),
+        (Err(e), _) => Err(e),
+        (Ok(()), None) => Err(ShmqError::invalid("hotPath was not called in this env")).js(),
+    }
 }
 
 fn make(
@@ -158,38 +181,34 @@ fn make(
 ) -> Result<()> {
     let serial = SERIAL.get() + 1;
     SERIAL.set(serial);
-    let hold = view.hold;
-    let owner = Box::into_raw(Box::new(Owner {
+    let (hold, len) = (view.hold, view.len);
+    let owner = Owner {
         _keep: view.keep,
         end,
         hold,
-        serial,
         lease,
-    }));
-    // SAFETY: `view.ptr` points at `view.len` bytes of a mapping that
-    // `owner._keep` holds alive; `finalize` takes `owner` back exactly once.
+    };
+    OWNERS.with_borrow_mut(|o| o.insert(serial, owner));
+    // SAFETY: `view.ptr` points at `len` bytes of a mapping that the Owner
+    // keeps alive until `finalize` (or the failure path below) removes it.
     let status = unsafe {
         sys::napi_create_external_buffer(
             env,
-            view.len,
+            len,
             view.ptr.cast(),
             Some(finalize),
-            owner.cast(),
+            serial as *mut c_void,
             out,
         )
     };
     if status != sys::Status::napi_ok {
-        // Node runs the finalizer at once on some failures (a length past
-        // buffer.constants.MAX_LENGTH); if it did not, `owner` is still ours.
-        if FINALIZED.get() != serial {
-            // SAFETY: not taken by N-API (its finalizer has not run).
-            drop(unsafe { Box::from_raw(owner) });
-        }
+        // Node may have run the finalizer already (a length past
+        // buffer.constants.MAX_LENGTH), may run it later, or never.
+        OWNERS.with_borrow_mut(|o| o.remove(&serial));
         return Err(ShmqError::new(
             shmq_core::Code::Os,
             format!(
-                "could not make a Buffer of {} bytes over shared memory (N-API status {status})",
-                view.len
+                "could not make a Buffer of {len} bytes over shared memory (N-API status {status})"
             ),
         ))
         .js();
@@ -212,31 +231,44 @@ fn make(
     Ok(())
 }
 
-/// Forgets the Buffer of `hold` (detaching it first if asked and it is
-/// still reachable).
-fn forget(env: sys::napi_env, r: &mut Registered, hold: u32, detach: bool) {
-    let Some(open) = r.views.remove(&hold) else {
-        return;
+/// Forgets the Buffer of `hold`, detaching it first if asked and it is
+/// still reachable. False (and nothing forgotten) if asked to detach a
+/// Buffer someone else detached: its memory may live on in another
+/// ArrayBuffer, so the hold must wait for the finalizer.
+fn forget(env: sys::napi_env, r: &mut Registered, hold: u32, detach: bool) -> bool {
+    let Some(open) = r.views.get(&hold) else {
+        return true;
     };
-    // SAFETY: a reference made in this env by `make`, deleted once here; a
+    let weak = open.weak;
+    // SAFETY: a reference made in this env by `make`, deleted once below; a
     // collected ArrayBuffer gives null, which is skipped.
     unsafe {
         if detach {
             let mut array_buffer = ptr::null_mut();
-            sys::napi_get_reference_value(env, open.weak, &mut array_buffer);
+            sys::napi_get_reference_value(env, weak, &mut array_buffer);
             if !array_buffer.is_null() {
+                let mut moved = false;
+                sys::napi_is_detached_arraybuffer(env, array_buffer, &mut moved);
+                if moved {
+                    return false;
+                }
                 sys::napi_detach_arraybuffer(env, array_buffer);
             }
         }
-        sys::napi_delete_reference(env, open.weak);
+        sys::napi_delete_reference(env, weak);
     }
+    r.views.remove(&hold);
+    true
 }
 
-/// Detaches every Buffer of an end (it closes or is freed).
+/// Detaches every Buffer of an end that closes, and forgets them all.
 pub(crate) fn detach_all(env: sys::napi_env, r: &mut Registered) {
     let holds: Vec<u32> = r.views.keys().copied().collect();
     for hold in holds {
-        forget(env, r, hold, true);
+        if !forget(env, r, hold, true) {
+            // Moved elsewhere: the end closes and ends the hold regardless.
+            forget(env, r, hold, false);
+        }
     }
 }
 
@@ -293,7 +325,13 @@ pub(crate) unsafe extern "C" fn commit(
                 to_u32(env, tag)?,
             );
             with_end(id, |r| {
-                forget(env, r, hold, true);
+                if !forget(env, r, hold, true) {
+                    return Err(ShmqError::invalid(
+                        "this reservation's memory was moved to another ArrayBuffer (transfer()), so it \
+                         cannot be committed; it is aborted once that ArrayBuffer is collected",
+                    ))
+                    .js();
+                }
                 r.end.commit(hold, len, tag).js()
             })?;
             undefined(env)
@@ -311,8 +349,10 @@ pub(crate) unsafe extern "C" fn abort(
         call(env, info, |[id, hold]| {
             let (id, hold) = (to_u32(env, id)?, to_u32(env, hold)?);
             with_end(id, |r| {
-                forget(env, r, hold, true);
-                r.end.abort(hold).js()
+                if forget(env, r, hold, true) {
+                    r.end.abort(hold).js()?;
+                }
+                Ok(())
             })?;
             undefined(env)
         })
@@ -347,8 +387,10 @@ pub(crate) unsafe extern "C" fn release(
         call(env, info, |[id, hold]| {
             let (id, hold) = (to_u32(env, id)?, to_u32(env, hold)?);
             with_end(id, |r| {
-                forget(env, r, hold, true);
-                r.end.release(hold).js()
+                if forget(env, r, hold, true) {
+                    r.end.release(hold).js()?;
+                }
+                Ok(())
             })?;
             undefined(env)
         })
