@@ -630,17 +630,12 @@ pub fn end_free(id: u32) {
     }
 }
 
-/// At exit: closes the ends kept only by views (nothing runs after), then
-/// releases queues whose creator closed its unused ends.
+/// Releases queues whose creator closed its unused ends (called at exit).
+/// Ends kept open only by views (`Registered::freed`) stay so: later exit
+/// listeners may still read those views; the registry's drop closes them
+/// after every listener ran.
 #[napi]
 pub fn release_lingering() {
-    let freed: Vec<Registered> = ENDS.with_borrow_mut(|Registry(ends)| {
-        ends.iter_mut()
-            .filter(|slot| slot.as_ref().is_some_and(|r| r.freed))
-            .filter_map(Option::take)
-            .collect()
-    });
-    drop(freed);
     end::release_lingering(true);
 }
 

@@ -112,11 +112,7 @@ unsafe extern "C" fn finalize(env: sys::napi_env, _data: *mut c_void, hint: *mut
         crate::try_with_end(owner.end, |r| {
             if r.views.get(&owner.hold).is_some_and(|o| o.serial == serial) {
                 forget(env, r, owner.hold, false);
-                let _ = if owner.lease {
-                    r.end.release(owner.hold)
-                } else {
-                    r.end.abort(owner.hold)
-                };
+                let _ = end_hold(r, owner.hold, owner.lease);
             }
         });
         // Last: the mapping outlives the hold.
@@ -157,11 +153,7 @@ fn to_js(
         // for ever (the Buffer, if made, is forgotten and unreachable).
         _ => {
             forget(env, r, hold, false);
-            let _ = if lease {
-                r.end.release(hold)
-            } else {
-                r.end.abort(hold)
-            };
+            let _ = end_hold(r, hold, lease);
         }
     }
     match (made, meta) {
@@ -261,6 +253,15 @@ fn forget(env: sys::napi_env, r: &mut Registered, hold: u32, detach: bool) -> bo
     true
 }
 
+/// Ends a hold without detaching anything: releases a lease, aborts a reservation.
+fn end_hold(r: &mut Registered, hold: u32, lease: bool) -> std::result::Result<(), ShmqError> {
+    if lease {
+        r.end.release(hold)
+    } else {
+        r.end.abort(hold)
+    }
+}
+
 /// Detaches every Buffer of an end that closes, and forgets them all.
 pub(crate) fn detach_all(env: sys::napi_env, r: &mut Registered) {
     let holds: Vec<u32> = r.views.keys().copied().collect();
@@ -339,10 +340,12 @@ pub(crate) unsafe extern "C" fn commit(
     }
 }
 
-/// `abort(id, hold)`: gives reservation `hold` back unsent. Idempotent.
-pub(crate) unsafe extern "C" fn abort(
+/// `abort(id, hold)` and `release(id, hold)`: end reservation or lease
+/// `hold` (idempotent), unless its memory was moved (see `forget`).
+unsafe fn finish(
     env: sys::napi_env,
     info: sys::napi_callback_info,
+    lease: bool,
 ) -> sys::napi_value {
     // SAFETY: called by Node with a valid env and callback info.
     unsafe {
@@ -350,13 +353,31 @@ pub(crate) unsafe extern "C" fn abort(
             let (id, hold) = (to_u32(env, id)?, to_u32(env, hold)?);
             with_end(id, |r| {
                 if forget(env, r, hold, true) {
-                    r.end.abort(hold).js()?;
+                    end_hold(r, hold, lease).js()?;
                 }
                 Ok(())
             })?;
             undefined(env)
         })
     }
+}
+
+/// `abort(id, hold)`: gives reservation `hold` back unsent.
+pub(crate) unsafe extern "C" fn abort(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: as `finish`.
+    unsafe { finish(env, info, false) }
+}
+
+/// `release(id, hold)`: gives lease `hold` back to the sender(s).
+pub(crate) unsafe extern "C" fn release(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    // SAFETY: as `finish`.
+    unsafe { finish(env, info, true) }
 }
 
 /// `lease(id)`: the next message in place as a Buffer (`[hold, tag]` in
@@ -373,26 +394,6 @@ pub(crate) unsafe extern "C" fn lease(
                 let got = r.end.lease().js()?;
                 to_js(env, r, id, got, true)
             })
-        })
-    }
-}
-
-/// `release(id, hold)`: ends lease `hold`. Idempotent.
-pub(crate) unsafe extern "C" fn release(
-    env: sys::napi_env,
-    info: sys::napi_callback_info,
-) -> sys::napi_value {
-    // SAFETY: called by Node with a valid env and callback info.
-    unsafe {
-        call(env, info, |[id, hold]| {
-            let (id, hold) = (to_u32(env, id)?, to_u32(env, hold)?);
-            with_end(id, |r| {
-                if forget(env, r, hold, true) {
-                    r.end.release(hold).js()?;
-                }
-                Ok(())
-            })?;
-            undefined(env)
         })
     }
 }
