@@ -26,6 +26,6 @@ const rates = new Map(cases.map((c) => [c.join(' · '), []]))
 for (let r = 0; r < Number(rounds); r++) for (const c of cases) rates.get(c.join(' · ')).push(await once(...c))
 for (const [c, xs] of rates) {
   xs.sort((a, b) => a - b)
-  const k = (x) => Math.round(x / 1e3)
+  const k = (x) => (x < 1e4 ? (x / 1e3).toFixed(2) : Math.round(x / 1e3))
   console.log(`${c}: median ${k(xs[xs.length >> 1])} k msg/s (${xs.map(k).join(' ')})`)
 }
