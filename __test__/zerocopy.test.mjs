@@ -296,3 +296,37 @@ test('the addon loaded anew in the same thread (require.cache cleared, .node too
   t.is(run.status, 0, run.stderr)
   t.deepEqual(JSON.parse(run.stdout.trim()), { second: { an: 'object' }, b: 'b', firstAfter: 'first', size: 4 })
 })
+
+// Node 21+ only (ArrayBuffer.prototype.transfer); CI's Node 20 skips it.
+const withTransfer = typeof ArrayBuffer.prototype.transfer === 'function' ? test : test.skip
+withTransfer(
+  "a view's memory moved by transfer() to another thread stays mapped after its worker ends (exit or terminate)",
+  (t) => {
+    for (const how of ['exit', 'terminate']) {
+      const code = `
+      const { Worker } = require('node:worker_threads')
+      const w = new Worker(\`
+        const { parentPort } = require('node:worker_threads')
+        const { createSharedMemoryPair } = require(${JSON.stringify(process.cwd())})
+        const [tx, rx] = createSharedMemoryPair({ capacity: 2 })
+        tx.putSync(Buffer.alloc(1 << 20, 7))
+        const lease = rx.leaseSync()
+        const moved = lease.value.buffer.transfer()
+        parentPort.postMessage(moved, [moved])
+        if (${JSON.stringify(how)} === 'terminate') setInterval(() => {}, 1000)
+      \`, { eval: true })
+      let moved
+      w.on('message', (m) => { moved = m; if (${JSON.stringify(how)} === 'terminate') setTimeout(() => w.terminate(), 50) })
+      w.on('exit', () => setTimeout(() => {
+        const u = new Uint8Array(moved)
+        let sum = 0
+        for (let i = 0; i < u.length; i += 4096) sum += u[i]
+        console.log(sum)
+      }, 100))
+    `
+      const run = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 60_000 })
+      t.is(run.status, 0, `${how}: ${run.stderr} (signal ${run.signal})`)
+      t.is(run.stdout.trim(), String(256 * 7), how)
+    }
+  },
+)
