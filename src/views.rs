@@ -21,8 +21,8 @@
 //! - A hold whose ArrayBuffer someone else detached (`transfer()`, Node 21+:
 //!   the memory lives on in an ArrayBuffer we cannot detach) is neither
 //!   ended by release or abort nor committed: its finalizer ends it once that
-//!   memory is collected. `close()` and thread teardown end it regardless
-//!   (see the README) but never unmap its memory: its Owner is leaked.
+//!   memory is collected. `close()` ends it regardless (see the README) but
+//!   never unmaps its memory: its Owner is leaked.
 //! - An end whose JS object is collected while views of its holds are
 //!   reachable stays registered and open until the last is collected
 //!   (`Registered::freed`), so those views keep their memory and slots.
@@ -110,53 +110,18 @@ unsafe extern "C" fn finalize(env: sys::napi_env, _data: *mut c_void, hint: *mut
         };
         // An end closed or in use (at teardown) has no hold of this
         // Buffer's left to end.
-        let mut pin = false;
         crate::try_with_end(owner.end, |r| {
-            let Some(open) = r.views.get(&owner.hold).filter(|o| o.serial == serial) else {
-                return;
-            };
-            // At env teardown Node runs this while the memory may live on:
-            // moved by transfer() (Node 21+) into another thread's
-            // ArrayBuffer. If ours is gone or detached, keep the mapping for
-            // the process's life rather than unmap memory someone may read.
-            pin = !attached(env, open.weak) && !can_run_js(env);
-            forget(env, r, owner.hold, false);
-            if !pin {
+            if r.views.get(&owner.hold).is_some_and(|o| o.serial == serial) {
+                forget(env, r, owner.hold, false);
                 let _ = end_hold(r, owner.hold, owner.lease);
             }
         });
-        if pin {
-            std::mem::forget(owner);
-        } else {
-            // Last: the mapping outlives the hold.
-            drop(owner);
-        }
+        // Last: the mapping outlives the hold. (At env teardown Node runs
+        // this while memory moved by transfer() into another thread may live
+        // on; Node has detached our ArrayBuffer by then, so that case cannot
+        // be told from an open view's, and only close() keeps it mapped.)
+        drop(owner);
     }));
-}
-
-/// True if the weak reference still reaches an attached ArrayBuffer.
-fn attached(env: sys::napi_env, weak: sys::napi_ref) -> bool {
-    let (mut array_buffer, mut detached) = (ptr::null_mut(), true);
-    // SAFETY: a reference made in this env by `make`, out-pointers to locals.
-    unsafe {
-        sys::napi_get_reference_value(env, weak, &mut array_buffer);
-        if !array_buffer.is_null() {
-            sys::napi_is_detached_arraybuffer(env, array_buffer, &mut detached);
-        }
-    }
-    !detached
-}
-
-/// False while the env is being torn down (N-API calls that may run JS
-/// fail then).
-fn can_run_js(env: sys::napi_env) -> bool {
-    let (mut global, mut has) = (ptr::null_mut(), false);
-    // SAFETY: N-API calls on this env, out-pointers to locals.
-    unsafe {
-        sys::napi_get_global(env, &mut global) == sys::Status::napi_ok
-            && sys::napi_has_named_property(env, global, c"Object".as_ptr(), &mut has)
-                == sys::Status::napi_ok
-    }
 }
 
 /// The Buffer of a view (`[hold, tag]` written to `held`), or the number
