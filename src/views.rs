@@ -16,8 +16,9 @@
 //! - A finalizer ends a hold only if that entry carries its own serial: an
 //!   ended hold, a reused hold number, a freed or reused end number all fail
 //!   the test, so a finalizer never ends another view's hold.
-//! - Whoever removes a Buffer's `Owner` from `OWNERS` (its finalizer, or
-//!   `make` when N-API failed) drops it, once.
+//! - Whoever removes a Buffer's `Owner` from `OWNERS` disposes of it, once:
+//!   its finalizer or `make` (N-API failed) drops it, `detach_all` leaks a
+//!   moved one (below).
 //! - A hold whose ArrayBuffer someone else detached (`transfer()`, Node 21+:
 //!   the memory lives on in an ArrayBuffer we cannot detach) is neither
 //!   ended by release or abort nor committed: its finalizer ends it once that
