@@ -115,17 +115,13 @@ pub(crate) fn with_end<R>(id: u32, f: impl FnOnce(&mut Registered) -> Result<R>)
 /// whose last view this was closes.
 pub(crate) fn try_with_end(id: u32, f: impl FnOnce(&mut Registered)) {
     let _ = ENDS.try_with(|ends| {
-        let taken = match ends.try_borrow_mut() {
-            Ok(mut ends) => match ends.0.get_mut(id as usize) {
-                Some(slot @ Some(_)) => {
-                    let r = slot.as_mut().expect("matched Some");
-                    f(r);
-                    (r.freed && r.views.is_empty()).then(|| slot.take())
-                }
-                _ => None,
-            },
-            Err(_) => None,
-        };
+        let taken = (|| {
+            let mut ends = ends.try_borrow_mut().ok()?;
+            let slot = ends.0.get_mut(id as usize)?;
+            let r = slot.as_mut()?;
+            f(r);
+            (r.freed && r.views.is_empty()).then(|| slot.take())?
+        })();
         // Dropped (closed) out of the registry's borrow.
         drop(taken);
     });

@@ -149,22 +149,24 @@ fn to_js(
         }
     };
     let (hold, tag) = (view.hold, view.tag);
-    let made = make(env, r, end, view, lease, &mut out);
     let meta = HELD.with_borrow(|h| h.iter().find(|e| e.0 == env).map(|e| e.2));
-    match (&made, meta) {
-        // SAFETY: the live 2-element array `held` made for this env.
-        (Ok(()), Some(meta)) => unsafe { (*meta, *meta.add(1)) = (hold, tag) },
-        // Nothing usable reached JS: give the hold back rather than keep it
-        // for ever (the Buffer, if made, is forgotten and unreachable).
-        _ => {
+    let made = meta
+        .ok_or_else(|| ShmqError::invalid("hotPath was not called in this env"))
+        .js()
+        .and_then(|meta| make(env, r, end, view, lease, &mut out).map(|()| meta));
+    match made {
+        Ok(meta) => {
+            // SAFETY: the live 2-element array `held` made for this env.
+            unsafe { (*meta, *meta.add(1)) = (hold, tag) };
+            Ok(out)
+        }
+        Err(e) => {
+            // Nothing reached JS: give the hold back rather than keep it for
+            // ever (a Buffer made but not returned is unreachable).
             forget(env, r, hold, false);
             let _ = end_hold(r, hold, lease);
+            Err(e)
         }
-    }
-    match (made, meta) {
-        (Ok(()), Some(_)) => Ok(out),
-        (Err(e), _) => Err(e),
-        (Ok(()), None) => Err(ShmqError::invalid("hotPath was not called in this env")).js(),
     }
 }
 
