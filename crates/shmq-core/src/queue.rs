@@ -39,6 +39,9 @@ pub struct Queue {
     pub slot_size: u32,
     pub max_message_size: u64,
     stride: usize,
+    /// `capacity - 1` when capacity is a power of two: the slot index by a
+    /// mask, not a division (a 32-bit div is ~26 cycles, paid per slot access).
+    index_mask: Option<u64>,
 }
 
 /// Which side of the queue an end is on.
@@ -171,6 +174,7 @@ impl Queue {
             slot_size,
             max_message_size,
             stride: slot_stride(slot_size),
+            index_mask: capacity.is_power_of_two().then(|| u64::from(capacity) - 1),
         }
     }
 
@@ -238,7 +242,11 @@ impl Queue {
     }
 
     fn slot_offset(&self, pos: u64) -> usize {
-        SLOTS_OFFSET + (pos % u64::from(self.capacity)) as usize * self.stride
+        let index = match self.index_mask {
+            Some(mask) => pos & mask,
+            None => pos % u64::from(self.capacity),
+        };
+        SLOTS_OFFSET + index as usize * self.stride
     }
 
     fn slot(&self, pos: u64) -> &SlotHeader {
