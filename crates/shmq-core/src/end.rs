@@ -57,6 +57,17 @@ impl<T> Got<T> {
 /// How many slots ahead a batch prefetches (`Queue::prefetch`).
 const PREFETCH_AHEAD: u64 = 8;
 
+/// Prefetches the slots `from .. from + PREFETCH_AHEAD` that lie below `to`.
+fn prefetch_below(q: &Queue, from: u64, to: u64) {
+    for i in 0..PREFETCH_AHEAD {
+        let pos = from.wrapping_add(i);
+        if to.wrapping_sub(pos) as i64 <= 0 {
+            break;
+        }
+        q.prefetch(pos);
+    }
+}
+
 /// Keeps a mapping alive while a JS view of it exists.
 pub type Keep = Arc<dyn Send + Sync>;
 
@@ -668,6 +679,10 @@ impl End {
             ),
             Err(_) => (0, 0),
         };
+        // The first slots too: each later one is fetched as one is claimed.
+        if let Ok(q) = self.queue() {
+            prefetch_below(q, next, free_to);
+        }
         for (tag, bytes) in messages {
             let ahead = next.wrapping_add(PREFETCH_AHEAD);
             if free_to.wrapping_sub(ahead) as i64 > 0 {
@@ -721,6 +736,7 @@ impl End {
         // sender has claimed (most already published); past it a sender
         // may be about to write, and would have to take the line back.
         let claimed_to = q.tail_now();
+        prefetch_below(&q, q.head_now(), claimed_to);
         while n < max {
             let Some(c) = q.claim_head_within(&m, (out.len() - at) as u64)? else {
                 break;
