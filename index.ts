@@ -1,7 +1,9 @@
 // shmq: hand large data between Node.js processes through shared memory.
 // A thin wrapper over the native queue (src/): option checks, value codec,
 // waiting, errors and streams live in lib/.
-import { constants as bufferConstants } from 'node:buffer'
+// The module binding, not the global: Node's global Buffer is a getter, a call
+// on every use in a hot loop.
+import { Buffer, constants as bufferConstants } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
 import type { Readable, Writable } from 'node:stream'
 import { binding, hot } from './lib/binding'

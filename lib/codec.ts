@@ -1,5 +1,6 @@
 // Values <-> (tag, bytes). Raw binary travels as is, strings as UTF-8, the
 // rest as v8.serialize output. Tags come from Rust (lib/constants.ts).
+import { Buffer } from 'node:buffer'
 import * as v8 from 'node:v8'
 import {
   TAG_ARRAYBUFFER,
