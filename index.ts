@@ -5,6 +5,7 @@
 // on every use in a hot loop.
 import { Buffer, constants as bufferConstants } from 'node:buffer'
 import { performance } from 'node:perf_hooks'
+import { markAsUntransferable } from 'node:worker_threads'
 import type { Readable, Writable } from 'node:stream'
 import { binding, hot } from './lib/binding'
 import { decode, decodeCopy, decodeView, serialize, tagOf, type Payload } from './lib/codec'
@@ -166,8 +167,20 @@ process.once('exit', () => {
   binding.releaseLingering()
 })
 
-/** Small messages come back through this buffer and are copied out at once. */
-const scratch = Buffer.allocUnsafeSlow(4096)
+/** Messages up to SMALL bytes are copied by the addon into `pool` at
+ * `poolAt`; a Buffer message is then a slice of it (as Buffer.allocUnsafe
+ * slices its pool: at most POOL bytes kept alive by one), other types are
+ * decoded from it. One copy and one object a message. */
+const SMALL = 4096
+const POOL = 4 * SMALL
+let pool = newPool()
+let poolAt = 0
+function newPool(): Buffer {
+  const b = Buffer.allocUnsafeSlow(POOL)
+  // As Node's own pool: a slice's buffer cannot be moved to another thread.
+  markAsUntransferable(b.buffer)
+  return b
+}
 /** tryGet's "nothing yet" (a message may itself be undefined). */
 const NOTHING: unique symbol = Symbol('nothing')
 
@@ -709,8 +722,13 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   private tryGet(): T | typeof NOTHING {
     if (this.#decodeError) this.throwDecodeError()
     let got: Buffer | string | number
+    // (byteLength is 0 if a slice's owner detached the pool: a new one.)
+    if (pool.byteLength - poolAt < SMALL) {
+      pool = newPool()
+      poolAt = 0
+    }
     try {
-      got = hot.get(this.id, scratch)
+      got = hot.get(this.id, pool, poolAt)
     } catch (e) {
       throw fromNative(e)
     }
@@ -720,7 +738,11 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
     try {
       if (typeof got === 'number') {
         const tag = got % TAG_RADIX
-        return decodeCopy(tag, scratch, (got - tag) / TAG_RADIX) as T
+        const length = (got - tag) / TAG_RADIX
+        if (tag !== TAG_BUFFER) return decodeCopy(tag, pool.subarray(poolAt), length) as T
+        const value = Buffer.from(pool.buffer, poolAt, length)
+        poolAt = (poolAt + length + 7) & ~7
+        return value as T
       }
       return decode(hot.lastTag(this.id), got) as T
     } catch (e) {

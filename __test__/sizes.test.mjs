@@ -21,3 +21,27 @@ test('sizes 0 B, 1 B, slotSize±1, 64 MiB and 1 GiB cross a process boundary int
   t.is((await child).code, 0)
   rx.close()
 })
+
+test('small values are their own: kept over many gets (the addon copies them into a shared pool) none changes', async (t) => {
+  const [tx, rx] = createSharedMemoryPair({ capacity: 8 })
+  const cycle = [0, 1, 7, 64, 100, 1000, 4095, 4096, 4097, 8000, 13000, 16384]
+  const sizes = Array.from({ length: 600 }, (_, i) => cycle[(i * 5) % cycle.length])
+  const child = run('sizes-sender.mjs', [tx.handle, ...sizes])
+  tx.close()
+  const kept = []
+  for (let i = 0; i < sizes.length; i++)
+    kept.push(i % 2 ? rx.getSync({ timeout: 60_000 }) : await rx.get({ timeout: 60_000 }))
+  for (const [i, got] of kept.entries()) {
+    t.is(got.length, sizes[i])
+    t.true(got.equals(pattern(sizes[i], i)), `message ${i} (${sizes[i]} bytes) unchanged`)
+  }
+  // As with Buffer.allocUnsafe's pool, a slice's memory stays put: a transfer
+  // copies it instead (moving it would take its neighbours' bytes along).
+  const small = kept.find((b) => b.length === 64)
+  const moved = structuredClone(small, { transfer: [small.buffer] })
+  t.true(small.equals(moved))
+  t.true(small.buffer.byteLength > 64, 'the pool is still attached')
+  t.true(small.equals(pattern(64, kept.indexOf(small))))
+  t.is((await child).code, 0)
+  rx.close()
+})

@@ -214,25 +214,34 @@ unsafe extern "C" fn put_string(
     }
 }
 
-/// `get(id, scratch)`: see `end_get` in lib.rs for the results.
+/// `get(id, scratch, at)`: see `hot_path` in lib.rs for the results.
 unsafe extern "C" fn get(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
     // SAFETY: called by Node with a valid env and callback info.
     unsafe {
-        call(env, info, |[id, scratch, _]| {
+        call(env, info, |[id, scratch, at]| {
             let id = to_u32(env, id)?;
             let scratch = <crate::Bytes as napi::bindgen_prelude::FromNapiValue>::from_napi_value(
                 env, scratch,
             )
             .js()?;
+            let at = (to_u32(env, at)? as usize).min(scratch.len);
+            let room = scratch.len - at;
             let mut out = ptr::null_mut();
             let status = crate::get_message(
                 id,
                 |message| match message {
                     crate::Message::Number(n) => sys::napi_create_double(env, n, &mut out),
                     crate::Message::Small { tag, bytes } => {
-                        let room = scratch.len.min(bytes.len());
-                        // Small messages fit the scratch buffer by construction (len <= scratch.len).
-                        ptr::copy_nonoverlapping(bytes.as_ptr(), scratch.ptr.cast_mut(), room);
+                        // Small messages fit by construction (len <= room), and
+                        // at <= scratch.len keeps the pointer in bounds.
+                        let len = room.min(bytes.len());
+                        if len > 0 {
+                            ptr::copy_nonoverlapping(
+                                bytes.as_ptr(),
+                                scratch.ptr.cast_mut().add(at),
+                                len,
+                            );
+                        }
                         sys::napi_create_double(
                             env,
                             bytes.len() as f64 * f64::from(crate::protocol::TAG_RADIX)
@@ -261,7 +270,7 @@ unsafe extern "C" fn get(env: sys::napi_env, info: sys::napi_callback_info) -> s
                         status
                     }
                 },
-                scratch.len,
+                room,
             )?;
             check(status).map_err(|_| {
                 napi::Error::new(Code::Os, "could not create the received value".to_owned())

@@ -289,10 +289,11 @@ pub fn end_size(id: u32) -> Result<f64> {
 
 // ---- the hot path (called through hot.rs) ----
 
-/// `{ put(id, tag, bytes), putString(id, string), get(id, scratch) }`:
+/// `{ put(id, tag, bytes), putString(id, string), get(id, scratch, at) }`:
 /// put returns PUT_DONE, PUT_FULL or PUT_CLOSED (no receiver left). get
 /// returns the next message: a string message as a string; a binary one of at
-/// most `scratch.length` bytes copied into `scratch`, as `length * TAG_RADIX + tag`;
+/// most `scratch.length - at` bytes copied into `scratch` at `at`, as
+/// `length * TAG_RADIX + tag`;
 /// a larger one as a Buffer that owns its whole ArrayBuffer (tag from
 /// `endLastTag`); GET_EMPTY / GET_CLOSED when there is none. That Buffer is
 /// allocated uninitialized by Node (`napi_create_buffer`) and filled here
@@ -301,7 +302,7 @@ pub fn end_size(id: u32) -> Result<f64> {
 /// memory malloc has already faulted in (external or pooled buffers, freed
 /// only by finalizers, were measured slower).
 #[napi(
-    ts_return_type = "{ put(id: number, tag: number, bytes: ArrayBufferView | ArrayBuffer): number; putString(id: number, value: string): number; get(id: number, scratch: Uint8Array): Buffer | string | number; lastTag(id: number): number; event(id: number, which: number): number; spin(id: number, which: number, seen: number): boolean; reserve(id: number, len: number): Buffer | number; lease(id: number): Buffer | number; commit(id: number, hold: number, len: number, tag: number): void; abort(id: number, hold: number): void; release(id: number, hold: number): void; held: Uint32Array }"
+    ts_return_type = "{ put(id: number, tag: number, bytes: ArrayBufferView | ArrayBuffer): number; putString(id: number, value: string): number; get(id: number, scratch: Uint8Array, at: number): Buffer | string | number; lastTag(id: number): number; event(id: number, which: number): number; spin(id: number, which: number, seen: number): boolean; reserve(id: number, len: number): Buffer | number; lease(id: number): Buffer | number; commit(id: number, hold: number, len: number, tag: number): void; abort(id: number, hold: number): void; release(id: number, hold: number): void; held: Uint32Array }"
 )]
 pub fn hot_path(env: &Env) -> Result<Unknown<'_>> {
     let value = hot::functions(env.raw())?;
