@@ -82,23 +82,35 @@ const skip = (name, size) => name === 'ipc json' && size > 256 * MiB // a V8 str
 
 /** The native two-copy ceiling (benchmark/ceiling.rs), built with the project's toolchain if it can be. */
 const root = fileURLToPath(new URL('..', import.meta.url))
-const built = spawnSync('cargo', ['build', '--release', '--quiet', '--bin', 'shmq-ceiling'], {
-  cwd: root,
-  stdio: 'inherit',
-})
-const ceilingBin = built.status === 0 ? `${root}target/release/shmq-ceiling` : undefined
+// And the shmq core's own batches (benchmark/core-batch.rs): what the ring
+// costs a small message without JavaScript.
+const built = spawnSync(
+  'cargo',
+  ['build', '--release', '--quiet', '--bin', 'shmq-ceiling', '--bin', 'shmq-core-batch'],
+  { cwd: root, stdio: 'inherit' },
+)
+/** Runs a native program of this project: `{ messages, seconds }`, or undefined. */
+function native(bin, size, count) {
+  if (built.status !== 0) return undefined
+  const run = spawnSync(`${root}target/release/${bin}`, [String(size), String(count)], { encoding: 'utf8' })
+  return run.status === 0 ? JSON.parse(run.stdout) : undefined
+}
 results.ceiling = {}
 function ceilingGBps(size) {
-  if (!ceilingBin) return undefined
-  const run = spawnSync(ceilingBin, [String(size), String(countFor('ceiling', size))], { encoding: 'utf8' })
-  if (run.status !== 0) return undefined
-  const m = JSON.parse(run.stdout)
-  return (m.messages * size) / m.seconds / 1e9
+  const m = native('shmq-ceiling', size, countFor('ceiling', size))
+  return m && (m.messages * size) / m.seconds / 1e9
+}
+const coreSizes = [64, KiB]
+results.coreBatch = {}
+function coreBatchRate(size) {
+  const m = native('shmq-core-batch', size, 5 * countFor('ceiling', size))
+  return m && m.messages / m.seconds
 }
 
 for (const size of sizes) {
   results.memcpy[size] = memcpyGBps(size)
   results.ceiling[size] = ceilingGBps(size)
+  if (coreSizes.includes(size)) results.coreBatch[size] = coreBatchRate(size)
   for (const transport of names) {
     if (skip(transport, size)) continue
     const samples = []
@@ -208,6 +220,7 @@ for (const t of names) {
 lines.push(`| memcpy, one core, warm | ${sizes.map((s) => `${results.memcpy[s].toFixed(1)} GB/s`).join(' | ')} |`)
 lines.push(
   `| native two-copy ceiling (benchmark/ceiling.rs) | ${sizes.map((s) => (results.ceiling[s] ? `${results.ceiling[s].toFixed(2)} GB/s` : 'n/a')).join(' | ')} |`,
+  `| shmq core alone, batches (benchmark/core-batch.rs) | ${sizes.map((s) => (results.coreBatch[s] ? fmtRate(results.coreBatch[s], s) : 'n/a')).join(' | ')} |`,
   '',
 )
 const ofCeiling = (t) =>
