@@ -20,7 +20,9 @@ const chunk = (timeoutMs: number): number => Math.min(timeoutMs, MAX_WAIT_MS)
 
 interface Pending {
   seen: number
+  /** Settles once the native watch does (rejects if it could not start). */
   done: Promise<void>
+  settled: boolean
 }
 
 /** A native watch in flight: how to settle its promise, and whether it keeps the event loop alive. */
@@ -111,18 +113,13 @@ export class EventWatch {
    */
   wait(seen: number, timeoutMs: number | undefined, signal: AbortSignal | undefined): Promise<boolean> {
     let pending = this.pending
-    if (pending === undefined || pending.seen !== seen) {
-      const entry: Pending = {
-        seen,
-        done: this.watchNative(seen).then((failure) => {
-          if (this.pending === entry) this.pending = undefined
-          // The waiter thread could not start: [code, message].
-          if (failure) throw new ShmqError(failure[0] as ShmqErrorCode, failure[1])
-        }),
-      }
-      pending = this.pending = entry
-    }
+    if (pending === undefined || pending.seen !== seen || pending.settled)
+      pending = this.pending = this.watchNative(seen)
+    const { done } = pending
     this.users++
+    // Nothing else can end this wait: one reaction, no timer or listener (a
+    // sparse stream pays for every promise and closure).
+    if (timeoutMs === undefined && signal === undefined) return done.then(this.left, this.leftFailed)
     return new Promise<boolean>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined
       let settled = false
@@ -134,13 +131,11 @@ export class EventWatch {
           this.timers.delete(timer)
         }
         signal?.removeEventListener('abort', onAbort)
-        // Nobody is waiting any more: end the native wait so it does not keep
-        // the process alive.
-        if (--this.users === 0 && this.pending !== undefined) binding.endCancelWatch(this.id)
+        this.leave()
         finish()
       }
       const onAbort = (): void => settle(() => reject(abortError(signal as AbortSignal)))
-      pending.done.then(
+      done.then(
         () => settle(() => resolve(true)),
         (e: unknown) => settle(() => reject(fromNative(e))),
       )
@@ -153,8 +148,21 @@ export class EventWatch {
     })
   }
 
-  /** One native watch: settles (null) once the event moves past `seen` or the watch is cancelled. */
-  private watchNative(seen: number): Promise<[string, string] | null> {
+  /** A wait is over: if it was the last one, end the native wait so it does not keep the process alive. */
+  private leave(): void {
+    if (--this.users === 0 && this.pending !== undefined) binding.endCancelWatch(this.id)
+  }
+  private readonly left = (): boolean => {
+    this.leave()
+    return true
+  }
+  private readonly leftFailed = (e: unknown): never => {
+    this.leave()
+    throw fromNative(e)
+  }
+
+  /** One native watch: `done` settles once the event moves past `seen` or the watch is cancelled. */
+  private watchNative(seen: number): Pending {
     // A token still pending (after 2^32 waits) is never handed out again.
     let token: number
     do {
@@ -162,11 +170,27 @@ export class EventWatch {
       nextToken = nextToken === 0xffffffff ? 1 : nextToken + 1
     } while (watches.has(token))
     init()
-    return new Promise((settle) => {
-      if (!binding.endWatch(this.id, this.which, seen, token, instance)) return settle(null)
+    let resolve!: () => void
+    let reject!: (e: Error) => void
+    const done = new Promise<void>((y, n) => {
+      resolve = y
+      reject = n
+    })
+    const entry: Pending = { seen, done, settled: false }
+    const settle = (failure: [string, string] | null): void => {
+      entry.settled = true
+      if (this.pending === entry) this.pending = undefined
+      // The waiter thread could not start: [code, message].
+      if (failure) reject(new ShmqError(failure[0] as ShmqErrorCode, failure[1]))
+      else resolve()
+    }
+    if (binding.endWatch(this.id, this.which, seen, token, instance)) {
       const watch: Watch = { settle, owner: this, counted: false }
       watches.set(token, watch)
       count(watch, this.referenced)
-    })
+    } else {
+      settle(null)
+    }
+    return entry
   }
 }
