@@ -40,6 +40,7 @@ fn main() {
         ("ITEMS", protocol::ITEMS),
         ("SPACE", protocol::SPACE),
         ("TAG_RADIX", protocol::TAG_RADIX),
+        ("POOLED_MAX", protocol::POOLED_MAX),
     ] {
         number(name, f64::from(value));
     }

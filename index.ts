@@ -31,6 +31,7 @@ import {
   ITEMS,
   MAX_CAPACITY,
   MAX_SLOT_SIZE,
+  POOLED_MAX,
   PUT_CLOSED,
   PUT_FULL,
   RECEIVER,
@@ -167,14 +168,29 @@ process.once('exit', () => {
   binding.releaseLingering()
 })
 
-/** Messages up to SMALL bytes are copied by the addon into `pool` at
- * `poolAt`; a Buffer message is then a slice of it (as Buffer.allocUnsafe
- * slices its pool: at most POOL bytes kept alive by one), other types are
- * decoded from it. One copy and one object a message. */
-const SMALL = 4096
+/** The addon copies messages that fit the room left (at least SMALL bytes:
+ * a new pool comes before less is left) into `pool` at `poolAt`, get's one
+ * at a time (up to POOLED_MAX bytes) and getMany's back to back. A Buffer
+ * message of up to POOLED_MAX bytes is then a slice of it, as
+ * Buffer.allocUnsafe slices its pool (at most POOL bytes kept alive by
+ * one); larger ones get memory of their own; another type is decoded from
+ * it. One copy and one object a small message. */
+const SMALL = POOLED_MAX + 1
 const POOL = 4 * SMALL
 let pool = newPool()
 let poolAt = 0
+/** The message the addon copied into the pool at `at`: a Buffer message is
+ * a slice of the pool; any other a value of its own. */
+function fromPool(tag: number, at: number, length: number): unknown {
+  if (tag === TAG_BUFFER) {
+    if (length <= POOLED_MAX) return Buffer.from(pool.buffer, at, length)
+    const own = Buffer.allocUnsafeSlow(length)
+    pool.copy(own, 0, at, at + length)
+    return own
+  }
+  if (tag === TAG_STRING) return pool.toString('utf8', at, at + length)
+  return decodeCopy(tag, pool.subarray(at), length)
+}
 function newPool(): Buffer {
   const b = Buffer.allocUnsafeSlow(POOL)
   // As Node's own pool: a slice's buffer cannot be moved to another thread.
@@ -340,9 +356,8 @@ function batchError<E extends Error>(error: E, batch: Batch): E & { sent: number
   return Object.assign(error, { sent: batch.sent })
 }
 
-/** getMany's native results: bytes back to back, and (tag, length) pairs. */
+/** getMany's native results: (tag, length) pairs (the bytes go to the pool, back to back). */
 const MAX_BATCH = 4096
-const manyOut = Buffer.allocUnsafeSlow(1 << 20)
 const manyMeta = new Float64Array(2 * MAX_BATCH)
 
 function checkMax(max: unknown): void {
@@ -577,61 +592,42 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
 
   private tryGetMany(max: number): T[] | typeof NOTHING {
     this.throwDecodeError()
-    const n = native(() => binding.endGetMany(this.id, Math.min(max, MAX_BATCH), manyOut, manyMeta))
-    if (n === 0) {
-      // Empty, closed, or the oldest message does not fit the batch buffer.
+    const values: T[] = []
+    let bad: ShmqError | undefined
+    // Messages land in the pool as get()'s do, a native call per pool's
+    // worth; a Buffer message is a slice of it.
+    while (values.length < max && bad === undefined) {
+      if (pool.byteLength - poolAt < SMALL) {
+        pool = newPool()
+        poolAt = 0
+      }
+      const n = native(() =>
+        binding.endGetMany(this.id, Math.min(max - values.length, MAX_BATCH), pool.subarray(poolAt), manyMeta),
+      )
+      let at = poolAt
+      for (let i = 0; i < n; i++) {
+        const tag = manyMeta[2 * i]
+        const length = manyMeta[2 * i + 1]
+        try {
+          if (tag < 0) throw new Error('its slot was corrupt')
+          // Counted only once decoded: a message that fails leaves no hole.
+          values.push(fromPool(tag, at, length) as T)
+        } catch (e) {
+          bad ??= undecodable(e)
+        }
+        if (tag >= 0) at += length
+      }
+      poolAt = (at + 7) & ~7
+      // Room for any small message left: the queue ran dry (or a larger one is next).
+      if (n === 0 || pool.byteLength - poolAt >= SMALL) break
+    }
+    if (values.length === 0) {
+      if (bad) throw bad
+      // Empty, closed, or the oldest message is larger than a pool.
       const one = this.tryGet()
       return one === NOTHING ? NOTHING : [one]
     }
-    const values: T[] = new Array(n)
-    let good = 0
-    let bad: ShmqError | undefined
-    let at = 0
-    // Raw messages under half a pool share copies as Buffer.allocUnsafe's do
-    // (slices of its pool: untransferable, at most 8 KiB kept alive), a copy
-    // per run of them instead of one each; larger ones get their own memory.
-    const shareUnder = Buffer.poolSize >>> 1
-    // The current copy: its memory, and where message bytes at `at` lie in it.
-    let chunk: ArrayBuffer | undefined
-    let chunkShift = 0
-    let chunkEnd = 0
-    for (let i = 0; i < n; i++) {
-      const tag = manyMeta[2 * i]
-      const length = manyMeta[2 * i + 1]
-      try {
-        if (tag < 0) throw new Error('its slot was corrupt')
-        let value: unknown
-        if (tag === TAG_BUFFER && length < shareUnder) {
-          if (chunk === undefined || at + length > chunkEnd) {
-            let end = at + length
-            for (let j = i + 1; j < n && manyMeta[2 * j] === TAG_BUFFER; j++) {
-              if (end + manyMeta[2 * j + 1] - at >= shareUnder) break
-              end += manyMeta[2 * j + 1]
-            }
-            const copy = Buffer.allocUnsafe(end - at)
-            manyOut.copy(copy, 0, at, end)
-            chunk = copy.buffer
-            chunkShift = copy.byteOffset - at
-            chunkEnd = end
-          }
-          // (Buffer.from skips subarray's species lookup: 20 ns a message.)
-          value = Buffer.from(chunk, at + chunkShift, length)
-        } else {
-          value =
-            tag === TAG_STRING
-              ? manyOut.toString('utf8', at, at + length)
-              : decodeCopy(tag, manyOut.subarray(at), length)
-        }
-        // Counted only once decoded: a message that fails leaves no hole.
-        values[good++] = value as T
-      } catch (e) {
-        bad ??= undecodable(e)
-      }
-      if (tag >= 0) at += length
-    }
-    values.length = good
     // The good messages are returned; the error comes with the next call.
-    if (good === 0 && bad) throw bad
     this.#decodeError = bad
     return values
   }
@@ -739,8 +735,7 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
       if (typeof got === 'number') {
         const tag = got % TAG_RADIX
         const length = (got - tag) / TAG_RADIX
-        if (tag !== TAG_BUFFER) return decodeCopy(tag, pool.subarray(poolAt), length) as T
-        const value = Buffer.from(pool.buffer, poolAt, length)
+        const value = fromPool(tag, poolAt, length)
         poolAt = (poolAt + length + 7) & ~7
         return value as T
       }

@@ -112,14 +112,9 @@ function decodeOwn(tag: number, data: ArrayBuffer): unknown {
   return data
 }
 
-/** A message the addon copied into `scratch[0, length)`: copy it into a value of its own. */
+/** A message (not a raw Buffer one) the addon copied into `scratch[0, length)`: copy it into a value of its own. */
 export function decodeCopy(tag: number, scratch: Buffer, length: number): unknown {
   if (tag >= TAG_PICKLE && tag !== TAG_NDARRAY) throw foreign(tag)
-  if (tag === TAG_BUFFER) {
-    const out = Buffer.allocUnsafe(length)
-    scratch.copy(out, 0, 0, length)
-    return out
-  }
   const bytes = scratch.subarray(0, length)
   if (tag === TAG_NDARRAY) return ndarray(new Uint8Array(bytes).buffer, 0, length)
   // v8.deserialize may return views into its input: give it a copy.

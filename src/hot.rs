@@ -225,7 +225,7 @@ unsafe extern "C" fn get(env: sys::napi_env, info: sys::napi_callback_info) -> s
             )
             .js()?;
             let at = (to_u32(env, at)? as usize).min(scratch.len);
-            let room = scratch.len - at;
+            let room = (scratch.len - at).min(crate::protocol::POOLED_MAX as usize);
             let mut out = ptr::null_mut();
             let status = crate::get_message(
                 id,

@@ -292,7 +292,7 @@ pub fn end_size(id: u32) -> Result<f64> {
 /// `{ put(id, tag, bytes), putString(id, string), get(id, scratch, at) }`:
 /// put returns PUT_DONE, PUT_FULL or PUT_CLOSED (no receiver left). get
 /// returns the next message: a string message as a string; a binary one of at
-/// most `scratch.length - at` bytes copied into `scratch` at `at`, as
+/// most `scratch.length - at` (and POOLED_MAX) bytes copied into `scratch` at `at`, as
 /// `length * TAG_RADIX + tag`;
 /// a larger one as a Buffer that owns its whole ArrayBuffer (tag from
 /// `endLastTag`); GET_EMPTY / GET_CLOSED when there is none. That Buffer is

@@ -14,6 +14,10 @@ pub const SENDER: u32 = 0;
 pub const RECEIVER: u32 = 1;
 /// A small message comes back from the hot `get` as `length * TAG_RADIX + tag`.
 pub const TAG_RADIX: u32 = 32;
+/// Messages of at most this many bytes come back in the wrapper's pool (a
+/// raw one as a slice of it, as `Buffer.allocUnsafe` pools under 4 KiB);
+/// larger ones as a Buffer with memory of its own.
+pub const POOLED_MAX: u32 = 4095;
 /// Event counters: messages arrived, space freed.
 pub const ITEMS: u32 = 0;
 pub const SPACE: u32 = 1;
