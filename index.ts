@@ -177,25 +177,29 @@ process.once('exit', () => {
  * it. One copy and one object a small message. */
 const SMALL = POOLED_MAX + 1
 const POOL = 4 * SMALL
-let pool = newPool()
+let pool = Buffer.alloc(0)
+let poolMemory = pool.buffer
 let poolAt = 0
+/** A new pool unless SMALL bytes are left (or a slice's owner detached it). */
+function roomInPool(): void {
+  if (pool.byteLength - poolAt >= SMALL) return
+  pool = Buffer.allocUnsafeSlow(POOL)
+  poolMemory = pool.buffer
+  poolAt = 0
+  // As Node's own pool: a slice's memory cannot be moved to another thread.
+  markAsUntransferable(poolMemory)
+}
 /** The message the addon copied into the pool at `at`: a Buffer message is
  * a slice of the pool; any other a value of its own. */
 function fromPool(tag: number, at: number, length: number): unknown {
   if (tag === TAG_BUFFER) {
-    if (length <= POOLED_MAX) return Buffer.from(pool.buffer, at, length)
+    if (length <= POOLED_MAX) return Buffer.from(poolMemory, at, length)
     const own = Buffer.allocUnsafeSlow(length)
     pool.copy(own, 0, at, at + length)
     return own
   }
   if (tag === TAG_STRING) return pool.toString('utf8', at, at + length)
   return decodeCopy(tag, pool.subarray(at), length)
-}
-function newPool(): Buffer {
-  const b = Buffer.allocUnsafeSlow(POOL)
-  // As Node's own pool: a slice's buffer cannot be moved to another thread.
-  markAsUntransferable(b.buffer)
-  return b
 }
 /** tryGet's "nothing yet" (a message may itself be undefined). */
 const NOTHING: unique symbol = Symbol('nothing')
@@ -597,10 +601,7 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
     // Messages land in the pool as get()'s do, a native call per pool's
     // worth; a Buffer message is a slice of it.
     while (values.length < max && bad === undefined) {
-      if (pool.byteLength - poolAt < SMALL) {
-        pool = newPool()
-        poolAt = 0
-      }
+      roomInPool()
       const n = native(() =>
         binding.endGetMany(this.id, Math.min(max - values.length, MAX_BATCH), pool.subarray(poolAt), manyMeta),
       )
@@ -718,11 +719,7 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   private tryGet(): T | typeof NOTHING {
     if (this.#decodeError) this.throwDecodeError()
     let got: Buffer | string | number
-    // (byteLength is 0 if a slice's owner detached the pool: a new one.)
-    if (pool.byteLength - poolAt < SMALL) {
-      pool = newPool()
-      poolAt = 0
-    }
+    roomInPool()
     try {
       got = hot.get(this.id, pool, poolAt)
     } catch (e) {
