@@ -1,7 +1,7 @@
 // Full / empty / timeout / abort / close rules, bad options and bad values.
 import test from 'ava'
 import { createSharedMemoryPair, SharedMemoryReceiver, SharedMemorySender, QueueClosedError, ShmqError } from 'shmq'
-import { shmNames } from './helpers.mjs'
+import { shmNames, sleep, within } from './helpers.mjs'
 
 test('bad options throw TypeError / RangeError naming the option', (t) => {
   t.throws(() => createSharedMemoryPair({ capacity: 0 }), {
@@ -95,6 +95,16 @@ test('abort: a signal rejects a waiting get or put with AbortError, and loses no
   await t.throwsAsync(put, { name: 'AbortError' })
   t.is(rx.getNowait(), 'a')
   t.throws(() => rx.getNowait(), { code: 'ERR_SHMQ_EMPTY' }, 'the aborted put did not enqueue')
+  // An abort ends the native wait the end's gets share: the other get waits on.
+  const ac3 = new AbortController()
+  const aborted = rx.get({ signal: ac3.signal })
+  const other = rx.get()
+  await sleep(20)
+  ac3.abort()
+  await t.throwsAsync(aborted, { name: 'AbortError' })
+  await sleep(20)
+  tx.putSync('c')
+  t.is(await within(other, 5000, 'the other get'), 'c')
   tx.close()
   rx.close()
 })

@@ -31,7 +31,16 @@ const shmq = (sync) => ({
     const [tx, rx] = createSharedMemoryPair({ capacity: capacityFor(cfg.size) })
     const peer = forkPeer([tx.handle])
     tx.close()
-    for (let i = 0; i < cfg.count; i++) onMessage(sync ? rx.getSync() : await rx.get())
+    if (cfg.rate && !sync) {
+      // A paced stream's consumer as an application would write it.
+      let i = 0
+      for await (const m of rx) {
+        onMessage(m)
+        if (++i === cfg.count) break
+      }
+    } else {
+      for (let i = 0; i < cfg.count; i++) onMessage(sync ? rx.getSync() : await rx.get())
+    }
     rx.close()
     await peer.exited
   },
