@@ -556,11 +556,17 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   }
 
   /** The next message; waits without blocking the event loop. */
-  async get(options?: AsyncWaitOptions): Promise<T> {
-    checkOptions(options)
-    if (options?.signal?.aborted !== true) {
-      const value = this.tryGet()
-      if (value !== NOTHING) return value
+  get(options?: AsyncWaitOptions): Promise<T> {
+    // Not async: returning retry's promise from an async function costs a
+    // sparse stream two more promise jobs a message.
+    try {
+      checkOptions(options)
+      if (options?.signal?.aborted !== true) {
+        const value = this.tryGet()
+        if (value !== NOTHING) return Promise.resolve(value)
+      }
+    } catch (e) {
+      return Promise.reject(e)
     }
     return this.retry(() => this.tryGet(), options, empty)
   }
@@ -675,6 +681,7 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
    */
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
     const stop = new AbortController()
+    const forever = { signal: stop.signal, timeout: Number.POSITIVE_INFINITY }
     let done = false
     const finish = (): IteratorReturnResult<undefined> => {
       done = true
@@ -682,17 +689,18 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
       return { done: true, value: undefined }
     }
     const iterator: AsyncIterableIterator<T> = {
-      next: async () => {
-        if (done) return { done: true, value: undefined }
-        try {
-          // Iteration waits as long as it takes, whatever the end's default timeout.
-          return { done: false, value: await this.get({ signal: stop.signal, timeout: Number.POSITIVE_INFINITY }) }
-        } catch (e) {
-          // Cancelled by return(), or the queue closed and drained: the end.
-          if (done || e instanceof QueueClosedError) return finish()
-          finish()
-          throw e
-        }
+      next: () => {
+        if (done) return Promise.resolve({ done: true, value: undefined })
+        // Iteration waits as long as it takes, whatever the end's default timeout.
+        return this.get(forever).then(
+          (value) => ({ done: false, value }),
+          (e: unknown) => {
+            // Cancelled by return(), or the queue closed and drained: the end.
+            if (done || e instanceof QueueClosedError) return finish()
+            finish()
+            throw e
+          },
+        )
       },
       return: async () => finish(),
       [Symbol.asyncIterator]: () => iterator,
