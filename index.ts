@@ -192,17 +192,23 @@ function roomInPool(): void {
 /** The message the addon copied into the pool at `at`: a Buffer message is
  * a slice of the pool; any other a value of its own. */
 function fromPool(tag: number, at: number, length: number): unknown {
+  if (tag === TAG_BUFFER && length <= POOLED_MAX) return Buffer.from(poolMemory, at, length)
+  return copyOut(pool, tag, at, length)
+}
+/** The message at `at` in `from`, as a value of its own. */
+function copyOut(from: Buffer, tag: number, at: number, length: number): unknown {
   if (tag === TAG_BUFFER) {
-    if (length <= POOLED_MAX) return Buffer.from(poolMemory, at, length)
     const own = Buffer.allocUnsafeSlow(length)
-    pool.copy(own, 0, at, at + length)
+    from.copy(own, 0, at, at + length)
     return own
   }
-  if (tag === TAG_STRING) return pool.toString('utf8', at, at + length)
-  return decodeCopy(tag, pool.subarray(at), length)
+  if (tag === TAG_STRING) return from.toString('utf8', at, at + length)
+  return decodeCopy(tag, from.subarray(at), length)
 }
 /** tryGet's "nothing yet" (a message may itself be undefined). */
 const NOTHING: unique symbol = Symbol('nothing')
+/** An iterator's attempt after return(): stop without taking a message. */
+const STOPPED: unique symbol = Symbol('stopped')
 
 function checkOptions(options: AsyncWaitOptions | undefined): void {
   if (options === undefined) return
@@ -360,9 +366,35 @@ function batchError<E extends Error>(error: E, batch: Batch): E & { sent: number
   return Object.assign(error, { sent: batch.sent })
 }
 
-/** getMany's native results: (tag, length) pairs (the bytes go to the pool, back to back). */
+/** getMany's native results: (tag, length) pairs; the bytes back to back in
+ * the pool, or for larger messages in `manyOut`. */
 const MAX_BATCH = 4096
 const manyMeta = new Float64Array(2 * MAX_BATCH)
+const manyOut = Buffer.allocUnsafeSlow(1 << 20)
+
+/** Decodes the `n` messages a native batch put in `from` from `at` on, into
+ * `values` (slices of the pool where `from` is the pool; else copies). */
+function decodeBatch(
+  n: number,
+  from: Buffer,
+  at: number,
+  values: unknown[],
+): { end: number; bad: ShmqError | undefined } {
+  let bad: ShmqError | undefined
+  for (let i = 0; i < n; i++) {
+    const tag = manyMeta[2 * i]
+    const length = manyMeta[2 * i + 1]
+    try {
+      if (tag < 0) throw new Error('its slot was corrupt')
+      // Counted only once decoded: a message that fails leaves no hole.
+      values.push(from === pool ? fromPool(tag, at, length) : copyOut(from, tag, at, length))
+    } catch (e) {
+      bad ??= undecodable(e)
+    }
+    if (tag >= 0) at += length
+  }
+  return { end: at, bad }
+}
 
 function checkMax(max: unknown): void {
   if (typeof max !== 'number') throw invalidType(`max must be a number, got ${typeof max}`)
@@ -603,37 +635,32 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
   private tryGetMany(max: number): T[] | typeof NOTHING {
     this.throwDecodeError()
     const values: T[] = []
+    const take = (out: Buffer) =>
+      native(() => binding.endGetMany(this.id, Math.min(max - values.length, MAX_BATCH), out, manyMeta))
     let bad: ShmqError | undefined
     // Messages land in the pool as get()'s do, a native call per pool's
     // worth; a Buffer message is a slice of it.
     while (values.length < max && bad === undefined) {
       roomInPool()
-      const n = native(() =>
-        binding.endGetMany(this.id, Math.min(max - values.length, MAX_BATCH), pool.subarray(poolAt), manyMeta),
-      )
-      let at = poolAt
-      for (let i = 0; i < n; i++) {
-        const tag = manyMeta[2 * i]
-        const length = manyMeta[2 * i + 1]
-        try {
-          if (tag < 0) throw new Error('its slot was corrupt')
-          // Counted only once decoded: a message that fails leaves no hole.
-          values.push(fromPool(tag, at, length) as T)
-        } catch (e) {
-          bad ??= undecodable(e)
-        }
-        if (tag >= 0) at += length
-      }
-      poolAt = (at + 7) & ~7
+      const n = take(pool.subarray(poolAt))
+      const decoded = decodeBatch(n, pool, poolAt, values)
+      bad = decoded.bad
+      poolAt = (decoded.end + 7) & ~7
       // Room for any small message left: the queue ran dry (or a larger one is next).
       if (n === 0 || pool.byteLength - poolAt >= SMALL) break
     }
-    if (values.length === 0) {
-      if (bad) throw bad
-      // Empty, closed, or the oldest message is larger than a pool.
-      const one = this.tryGet()
-      return one === NOTHING ? NOTHING : [one]
+    if (values.length === 0 && bad === undefined) {
+      // Empty, closed, or the oldest message is larger than the pool's room:
+      // larger messages go through the batch buffer, each into memory of its own.
+      const n = take(manyOut)
+      if (n === 0) {
+        // Empty, closed, or larger than the batch buffer.
+        const one = this.tryGet()
+        return one === NOTHING ? NOTHING : [one]
+      }
+      bad = decodeBatch(n, manyOut, 0, values).bad
     }
+    if (values.length === 0 && bad) throw bad
     // The good messages are returned; the error comes with the next call.
     this.#decodeError = bad
     return values
@@ -680,29 +707,34 @@ export class SharedMemoryReceiver<T = unknown> extends QueueEnd implements Async
    * iterator's `return()`, cancels a pending `get()` without taking a message.
    */
   [Symbol.asyncIterator](): AsyncIterableIterator<T> {
-    const stop = new AbortController()
-    const forever = { signal: stop.signal, timeout: Number.POSITIVE_INFINITY }
+    // return() ends a pending get by ending the end's native wait: the get
+    // looks again, sees `done` and takes nothing (no signal: a signal costs
+    // a listener a wait).
     let done = false
     const finish = (): IteratorReturnResult<undefined> => {
-      done = true
-      stop.abort()
+      if (!done) {
+        done = true
+        this.watch.cancel()
+      }
       return { done: true, value: undefined }
     }
+    // Iteration waits as long as it takes, whatever the end's default timeout.
+    const forever = { timeout: Number.POSITIVE_INFINITY }
+    const attempt = () => (done ? STOPPED : this.tryGet())
     const iterator: AsyncIterableIterator<T> = {
       next: () => {
         if (done) return Promise.resolve({ done: true, value: undefined })
-        // Iteration waits as long as it takes, whatever the end's default timeout.
-        return this.get(forever).then(
-          (value) => ({ done: false, value }),
+        return this.retry(attempt, forever, empty).then(
+          (value): IteratorResult<T, undefined> => (value === STOPPED ? finish() : { done: false, value }),
           (e: unknown) => {
-            // Cancelled by return(), or the queue closed and drained: the end.
-            if (done || e instanceof QueueClosedError) return finish()
+            // The queue closed and drained: the end.
+            if (e instanceof QueueClosedError) return finish()
             finish()
             throw e
           },
         )
       },
-      return: async () => finish(),
+      return: () => Promise.resolve(finish()),
       [Symbol.asyncIterator]: () => iterator,
     }
     return iterator

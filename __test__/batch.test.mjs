@@ -11,6 +11,9 @@ test('two producers putMany, two getMany loops in this process: nothing lost or 
   const [tx, rx] = createSharedMemoryPair({ capacity: 64, slotSize: 256 })
   const count = 20_000
   const children = [0, 1].map((id) => fork(fixture('batch-peer.mjs'), [tx.handle, id, count, 256]))
+  // Closed before a producer attached, the queue would be closed for good
+  // once the other one finished (a sender took part and none is left).
+  await Promise.all(children.map((c) => once(c, 'message')))
   tx.close()
   const seen = [new Set(), new Set()]
   let received = 0
@@ -115,4 +118,26 @@ test("getMany's Buffers are each the message's own: mutating or transferring one
       )
   }
   t.true(got[2].every((x) => x === 0xee))
+})
+
+test('getMany takes many messages a call whatever their size, in order', (t) => {
+  const [tx, rx] = createSharedMemoryPair({ capacity: 128 })
+  t.teardown(() => {
+    tx.close()
+    rx.close()
+  })
+  for (const size of [64, 5000, 9000, 16384, 20000, 65536]) {
+    tx.putManySync(Array.from({ length: 100 }, (_, i) => Buffer.alloc(size, i)))
+    let calls = 0
+    const got = []
+    while (got.length < 100) {
+      got.push(...rx.getManySync(100))
+      calls++
+    }
+    t.true(calls <= 10, `${size} B: 100 messages in ${calls} calls`)
+    t.true(
+      got.every((b, i) => b.length === size && b[0] === i && b[size - 1] === i),
+      `${size} B: each whole, in order`,
+    )
+  }
 })

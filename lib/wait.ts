@@ -117,14 +117,9 @@ export class EventWatch {
       pending = this.pending = this.watchNative(seen)
     const { done } = pending
     this.users++
-    // No timer: one reaction to the native watch, no closures (a sparse
-    // stream pays for every promise). A signal's abort ends the native wait
-    // instead (every waiter of this end looks again; the caller's loop sees
-    // the abort first): one listener a signal, not one a wait.
-    if (timeoutMs === undefined) {
-      if (signal !== undefined) this.cancelOnAbort(signal)
-      return done.then(this.left, this.leftFailed)
-    }
+    // Nothing else can end this wait: one reaction, no timer or listener (a
+    // sparse stream pays for every promise and closure).
+    if (timeoutMs === undefined && signal === undefined) return done.then(this.left, this.leftFailed)
     return new Promise<boolean>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined
       let settled = false
@@ -153,19 +148,13 @@ export class EventWatch {
     })
   }
 
-  /** Signals whose abort ends this end's native waits. */
-  private readonly hooked = new WeakSet<AbortSignal>()
-  private cancelOnAbort(signal: AbortSignal): void {
-    if (this.hooked.has(signal)) return
-    this.hooked.add(signal)
-    const cancel = (): void => {
-      try {
-        if (this.pending !== undefined) binding.endCancelWatch(this.id)
-      } catch {
-        // The end was closed (and its waits ended) meanwhile.
-      }
+  /** Ends the native wait early: every wait of this end returns, and its caller looks again. */
+  cancel(): void {
+    try {
+      if (this.pending !== undefined) binding.endCancelWatch(this.id)
+    } catch {
+      // The end was closed: its waits have ended.
     }
-    signal.addEventListener('abort', cancel, { once: true })
   }
 
   /** A wait is over: if it was the last one, end the native wait so it does not keep the process alive. */

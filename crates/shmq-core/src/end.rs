@@ -737,9 +737,14 @@ impl End {
         // may be about to write, and would have to take the line back.
         let claimed_to = q.tail_now();
         prefetch_below(&q, q.head_now(), claimed_to);
+        // An error after some messages were taken ends the batch with them
+        // (it comes again with the next call): they are never dropped.
         while n < max {
-            let Some(c) = q.claim_head_within(&m, (out.len() - at) as u64)? else {
-                break;
+            let c = match q.claim_head_within(&m, (out.len() - at) as u64) {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(_) if n > 0 => break,
+                Err(e) => return Err(e),
             };
             let ahead = c.pos.wrapping_add(PREFETCH_AHEAD);
             if claimed_to.wrapping_sub(ahead) as i64 > 0 {
@@ -759,6 +764,9 @@ impl End {
                 }),
             };
             if let Err(e) = self.give_back_with(&q, &m, &c, false) {
+                if n > 0 {
+                    break;
+                }
                 crate::sync::notify(q.space());
                 return Err(e);
             }
