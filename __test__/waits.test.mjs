@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createSharedMemoryPair } from 'shmq'
+import { run } from './helpers.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -131,4 +132,15 @@ test('a per-end default timeout does not end an idle for-await loop or readable(
   stream.destroy()
   tx.close()
   rx.close()
+})
+
+test('gets that end early (aborted, timed out) leave nothing behind while another get waits on', async (t) => {
+  let grown
+  const child = run('wait-memory.mjs', [], {
+    onMessage: (m) => {
+      grown = m
+    },
+  })
+  t.is((await child).code, 0)
+  t.true(grown < 10 * 1024 * 1024, `the heap grew by ${(grown / 1024 / 1024).toFixed(1)} MB over 50,300 gets`)
 })

@@ -18,11 +18,16 @@ const MAX_WAIT_MS = 2 ** 31 - 1
 /** `timeoutMs` cut to one chunk a timer (and the native wait) can take. */
 const chunk = (timeoutMs: number): number => Math.min(timeoutMs, MAX_WAIT_MS)
 
+/** One native watch, shared by every wait of the end for the same `seen`. */
 interface Pending {
   seen: number
-  /** Settles once the native watch does (rejects if it could not start). */
-  done: Promise<void>
   settled: boolean
+  /** Waits with a timeout or a signal: each leaves the set when it ends, so
+   * one that ends early keeps nothing alive while the watch goes on. */
+  waits: Set<(failure: ShmqError | undefined) => void>
+  /** The other waits' shared promise (made by the first of them), and what settles it. */
+  done: Promise<void> | undefined
+  end: ((failure: ShmqError | undefined) => void) | undefined
 }
 
 /** A native watch in flight: how to settle its promise, and whether it keeps the event loop alive. */
@@ -115,32 +120,37 @@ export class EventWatch {
     let pending = this.pending
     if (pending === undefined || pending.seen !== seen || pending.settled)
       pending = this.pending = this.watchNative(seen)
-    const { done } = pending
+    // (Settled at once: the end is closed; the caller looks again and sees it.)
+    if (pending.settled) return Promise.resolve(true)
     this.users++
     // Nothing else can end this wait: one reaction, no timer or listener (a
     // sparse stream pays for every promise and closure).
-    if (timeoutMs === undefined && signal === undefined) return done.then(this.left, this.leftFailed)
+    if (timeoutMs === undefined && signal === undefined) {
+      const entry = pending
+      entry.done ??= new Promise<void>((resolve, reject) => {
+        entry.end = (failure) => (failure ? reject(failure) : resolve())
+      })
+      return entry.done.then(this.left, this.leftFailed)
+    }
+    const { waits } = pending
     return new Promise<boolean>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined
-      let settled = false
-      const settle = (finish: () => void): void => {
-        if (settled) return
-        settled = true
+      const finish = (then: () => void): void => {
+        if (!waits.delete(onSettle)) return // ended already
         if (timer !== undefined) {
           clearTimeout(timer)
           this.timers.delete(timer)
         }
         signal?.removeEventListener('abort', onAbort)
         this.leave()
-        finish()
+        then()
       }
-      const onAbort = (): void => settle(() => reject(abortError(signal as AbortSignal)))
-      done.then(
-        () => settle(() => resolve(true)),
-        (e: unknown) => settle(() => reject(fromNative(e))),
-      )
+      const onSettle = (failure: ShmqError | undefined): void =>
+        finish(() => (failure ? reject(failure) : resolve(true)))
+      const onAbort = (): void => finish(() => reject(abortError(signal as AbortSignal)))
+      waits.add(onSettle)
       if (timeoutMs !== undefined) {
-        timer = setTimeout(() => settle(() => resolve(false)), chunk(timeoutMs))
+        timer = setTimeout(() => finish(() => resolve(false)), chunk(timeoutMs))
         if (!this.referenced) timer.unref()
         this.timers.add(timer)
       }
@@ -170,7 +180,7 @@ export class EventWatch {
     throw fromNative(e)
   }
 
-  /** One native watch: `done` settles once the event moves past `seen` or the watch is cancelled. */
+  /** One native watch: its waits end once the event moves past `seen` or the watch is cancelled. */
   private watchNative(seen: number): Pending {
     // A token still pending (after 2^32 waits) is never handed out again.
     let token: number
@@ -179,19 +189,14 @@ export class EventWatch {
       nextToken = nextToken === 0xffffffff ? 1 : nextToken + 1
     } while (watches.has(token))
     init()
-    let resolve!: () => void
-    let reject!: (e: Error) => void
-    const done = new Promise<void>((y, n) => {
-      resolve = y
-      reject = n
-    })
-    const entry: Pending = { seen, done, settled: false }
-    const settle = (failure: [string, string] | null): void => {
+    const entry: Pending = { seen, settled: false, waits: new Set(), done: undefined, end: undefined }
+    const settle = (native: [string, string] | null): void => {
       entry.settled = true
       if (this.pending === entry) this.pending = undefined
       // The waiter thread could not start: [code, message].
-      if (failure) reject(new ShmqError(failure[0] as ShmqErrorCode, failure[1]))
-      else resolve()
+      const failure = native ? new ShmqError(native[0] as ShmqErrorCode, native[1]) : undefined
+      entry.end?.(failure)
+      for (const wait of [...entry.waits]) wait(failure)
     }
     if (binding.endWatch(this.id, this.which, seen, token, instance)) {
       const watch: Watch = { settle, owner: this, counted: false }
