@@ -57,14 +57,22 @@ impl<T> Got<T> {
 /// How many slots ahead a batch prefetches (`Queue::prefetch`).
 const PREFETCH_AHEAD: u64 = 8;
 
+/// Prefetches slot `pos` if it lies below `to` (where the other side is
+/// done with it); false if it does not.
+fn prefetch_if_below(q: &Queue, pos: u64, to: u64) -> bool {
+    let below = to.wrapping_sub(pos) as i64 > 0;
+    if below {
+        q.prefetch(pos);
+    }
+    below
+}
+
 /// Prefetches the slots `from .. from + PREFETCH_AHEAD` that lie below `to`.
 fn prefetch_below(q: &Queue, from: u64, to: u64) {
     for i in 0..PREFETCH_AHEAD {
-        let pos = from.wrapping_add(i);
-        if to.wrapping_sub(pos) as i64 <= 0 {
+        if !prefetch_if_below(q, from.wrapping_add(i), to) {
             break;
         }
-        q.prefetch(pos);
     }
 }
 
@@ -673,22 +681,20 @@ impl End {
         // Prefetch only below the head (plus a lap) seen when the batch
         // began: slots receivers have taken, most already freed.
         let (mut next, free_to) = match self.queue() {
-            Ok(q) => (
-                q.tail_now(),
-                q.head_now().wrapping_add(u64::from(q.capacity)),
-            ),
+            Ok(q) => {
+                let (tail, free_to) = (
+                    q.tail_now(),
+                    q.head_now().wrapping_add(u64::from(q.capacity)),
+                );
+                // The first slots now; each later one as one is claimed.
+                prefetch_below(q, tail, free_to);
+                (tail, free_to)
+            }
             Err(_) => (0, 0),
         };
-        // The first slots too: each later one is fetched as one is claimed.
-        if let Ok(q) = self.queue() {
-            prefetch_below(q, next, free_to);
-        }
         for (tag, bytes) in messages {
-            let ahead = next.wrapping_add(PREFETCH_AHEAD);
-            if free_to.wrapping_sub(ahead) as i64 > 0 {
-                if let Ok(q) = self.queue() {
-                    q.prefetch(ahead);
-                }
+            if let Ok(q) = self.queue() {
+                prefetch_if_below(q, next.wrapping_add(PREFETCH_AHEAD), free_to);
             }
             next = next.wrapping_add(1);
             match self.put_with(tag, bytes, false) {
@@ -746,10 +752,7 @@ impl End {
                 Err(_) if n > 0 => break,
                 Err(e) => return Err(e),
             };
-            let ahead = c.pos.wrapping_add(PREFETCH_AHEAD);
-            if claimed_to.wrapping_sub(ahead) as i64 > 0 {
-                q.prefetch(ahead);
-            }
+            prefetch_if_below(&q, c.pos.wrapping_add(PREFETCH_AHEAD), claimed_to);
             let copied = match self.read(&q, &c) {
                 Err(e) if e.is_transient() => {
                     self.pending = Some(c);
